@@ -1,0 +1,223 @@
+"""Rollout buffer that hands PPO whole-segment training sequences with the memory they start from."""
+
+from collections.abc import Generator
+from typing import NamedTuple
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.type_aliases import PyTorchObs
+
+from sb3_elmur.model import ElmurState
+
+Observations = np.ndarray | dict[str, np.ndarray]
+
+
+class ElmurSequenceSamples(NamedTuple):
+    """A minibatch of B training sequences of S segments of L steps; per-step fields are (B * S * L, ...)."""
+
+    observations: PyTorchObs
+    actions: th.Tensor
+    old_values: th.Tensor
+    old_log_prob: th.Tensor
+    advantages: th.Tensor
+    returns: th.Tensor
+    loss_mask: th.Tensor  # (B * S * L,) true for steps of this rollout (not padding, not the previous rollout's)
+    memory: th.Tensor  # (B, n, M, d) memory at the sequence start
+    anchors: th.Tensor  # (B, n, M)
+    episode_start: th.Tensor  # (B,) the sequence starts its episode
+    start_step: th.Tensor  # (B,) episode step of the first token
+    valid: th.Tensor  # (B, S, L) real tokens
+
+
+def _map(fn, obs: Observations) -> Observations:
+    return {key: fn(value) for key, value in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
+class ElmurRolloutBuffer(RolloutBuffer):
+    """PPO rollout buffer for ELMUR policies (Box and Dict observations alike).
+
+    Besides SB3's per-step data it keeps, per step, the episode step of the observation; per environment, the
+    observations of the segment that began in the previous rollout (the "prefix"); and the memory at the start
+    of every segment the rollout touches. :meth:`get` cuts each environment's rollout into chunks at episode
+    starts, extends each chunk back to its segment start (the prefix carries no loss), splits chunks into
+    sequences of ``sequence_segments`` segments and yields shuffled minibatches of whole sequences.
+
+    :param segment_len: the policy's segment length L
+    :param sequence_segments: segments per training sequence (the truncation of backpropagation through memory)
+    """
+
+    observations: Observations  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        gae_lambda: float = 1,
+        gamma: float = 0.99,
+        n_envs: int = 1,
+        segment_len: int = 16,
+        sequence_segments: int = 4,
+    ):
+        self.segment_len = segment_len
+        self.sequence_segments = sequence_segments
+        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
+
+    def _zeros(self, *leading: int) -> Observations:
+        shape = self.obs_shape
+        if isinstance(shape, dict):
+            space = self.observation_space.spaces  # type: ignore[attr-defined]
+            return {k: np.zeros((*leading, *s), dtype=space[k].dtype) for k, s in shape.items()}
+        return np.zeros((*leading, *shape), dtype=self.observation_space.dtype)
+
+    def reset(self) -> None:
+        T, E = self.buffer_size, self.n_envs
+        self.observations = self._zeros(T, E)
+        self.actions = np.zeros((T, E, self.action_dim), dtype=self.action_space.dtype)
+        for name in ("rewards", "returns", "episode_starts", "values", "log_probs", "advantages"):
+            setattr(self, name, np.zeros((T, E), dtype=np.float32))
+        self.episode_steps = np.zeros((T, E), dtype=np.int64)
+        self.prefix_observations = self._zeros(E, max(self.segment_len - 1, 0))
+        self.prefix_len = np.zeros(E, dtype=np.int64)
+        self.memory_index = np.full((T, E), -1, dtype=np.int64)
+        self._memories: list[th.Tensor] = []
+        self._anchors: list[th.Tensor] = []
+        self._n_memories = 0
+        self.generator_ready = False
+        self.pos, self.full = 0, False
+
+    def start_rollout(self, segment_observations: Observations, state: ElmurState) -> None:
+        """Keep each environment's observations of its current segment so far (state: before the first step)."""
+        self.prefix_len = (state.step % self.segment_len).cpu().numpy()
+        self.prefix_observations = _map(np.copy, segment_observations)
+
+    def add_memory(self, state: ElmurState) -> None:
+        """Store the memory of the environments whose segment starts at this step (all of them at step 0)."""
+        at_start = state.step % self.segment_len == 0
+        if self.pos == 0:
+            at_start = th.ones_like(at_start)
+        envs = at_start.nonzero().squeeze(1)
+        if len(envs) == 0:
+            return
+        self._memories.append(state.memory[envs])
+        self._anchors.append(state.anchors[envs])
+        self.memory_index[self.pos, envs.cpu().numpy()] = self._n_memories + np.arange(len(envs))
+        self._n_memories += len(envs)
+
+    def add(  # type: ignore[override]
+        self,
+        obs: Observations,
+        action: np.ndarray,
+        reward: np.ndarray,
+        episode_start: np.ndarray,
+        value: th.Tensor,
+        log_prob: th.Tensor,
+        episode_step: np.ndarray,
+    ) -> None:
+        """SB3's per-step data plus the episode step of ``obs`` (n_envs,)."""
+        shape = self.obs_shape
+        if isinstance(obs, dict):
+            for key in self.observations:  # type: ignore[union-attr]
+                self.observations[key][self.pos] = np.asarray(obs[key]).reshape((self.n_envs, *shape[key]))
+        else:
+            self.observations[self.pos] = np.asarray(obs).reshape((self.n_envs, *shape))  # type: ignore[index]
+        self.episode_steps[self.pos] = episode_step
+        self.actions[self.pos] = np.asarray(action).reshape((self.n_envs, self.action_dim))
+        self.rewards[self.pos] = np.asarray(reward)
+        self.episode_starts[self.pos] = np.asarray(episode_start)
+        self.values[self.pos] = value.clone().cpu().numpy().flatten()
+        self.log_probs[self.pos] = log_prob.clone().cpu().numpy()
+        self.pos += 1
+        self.full = self.pos == self.buffer_size
+
+    # --- training sequences ---------------------------------------------------------------------------------------
+
+    def _build_sequences(self) -> None:
+        """Token index (n_seq, S * L) of every training sequence into the flat per-step arrays, and its start."""
+        L, S, T, E = self.segment_len, self.sequence_segments, self.buffer_size, self.n_envs
+        n_tokens = T * E  # flat index e * T + i for step i of env e; then the prefixes; then one padding row
+        pad = n_tokens + E * max(L - 1, 0)
+        index, memory_at, start_step, episode_start = [], [], [], []
+        for e in range(E):
+            steps, prefix = self.episode_steps[:, e], int(self.prefix_len[e])
+            tokens = np.concatenate([n_tokens + e * (L - 1) + np.arange(prefix), e * T + np.arange(T)])
+            token_steps = np.concatenate([steps[0] - prefix + np.arange(prefix), steps])
+            # segment starts (positions in tokens); a sequence begins at a chunk start or every S segments after it
+            segment_starts = np.flatnonzero(token_steps % L == 0)
+            if len(segment_starts) == 0 or segment_starts[0] != 0:
+                segment_starts = np.concatenate([[0], segment_starts])
+            bounds = np.append(segment_starts, len(tokens))
+            chunk_segment = 0
+            for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+                starts_episode = token_steps[a] == 0
+                if starts_episode or k == 0:
+                    chunk_segment = 0
+                if chunk_segment % S == 0:
+                    index.append(np.full(S * L, pad, dtype=np.int64))
+                    memory_at.append(self.memory_index[max(a - prefix, 0), e])
+                    start_step.append(token_steps[a])
+                    episode_start.append(starts_episode)
+                    offset = 0
+                index[-1][offset : offset + b - a] = tokens[a:b]
+                offset += L
+                chunk_segment += 1
+                # the next chunk (new episode) starts a new sequence: the loop sees token_steps == 0 there
+        self.sequence_index = np.stack(index)
+        self.sequence_memory = np.asarray(memory_at)
+        self.sequence_start_step = np.asarray(start_step, dtype=np.int64)
+        self.sequence_episode_start = np.asarray(episode_start, dtype=bool)
+        assert (self.sequence_memory >= 0).all(), "a sequence starts where no memory was stored"
+        self.n_loss_tokens, self.pad_index = n_tokens, pad
+
+    def _flat(self, array: np.ndarray, prefix: np.ndarray | None = None) -> np.ndarray:
+        """Per-step (T, E, ...) array as rows e * T + i, then prefix rows (or zeros), then one zero padding row."""
+        flat = self.swap_and_flatten(array)
+        extra_rows = self.n_envs * max(self.segment_len - 1, 0) + 1
+        if prefix is None:
+            tail = np.zeros((extra_rows, *flat.shape[1:]), dtype=flat.dtype)
+        else:
+            tail = np.concatenate([prefix.reshape(-1, *flat.shape[1:]), np.zeros((1, *flat.shape[1:]), flat.dtype)])
+        return np.concatenate([flat, tail])
+
+    def get(self, batch_size: int | None = None) -> Generator[ElmurSequenceSamples, None, None]:  # type: ignore[override]
+        """Shuffled minibatches of ``batch_size // (S * L)`` whole sequences (all sequences if None)."""
+        assert self.full, "the rollout buffer is not full"
+        if not self.generator_ready:
+            self._build_sequences()
+            self.flat_observations = (
+                {k: self._flat(v, self.prefix_observations[k]) for k, v in self.observations.items()}
+                if isinstance(self.observations, dict)
+                else self._flat(self.observations, self.prefix_observations)
+            )
+            for name in ("actions", "values", "log_probs", "advantages", "returns"):
+                self.__dict__["flat_" + name] = self._flat(self.__dict__[name])
+            self.stored_memory = th.cat(self._memories)
+            self.stored_anchors = th.cat(self._anchors)
+            self.generator_ready = True
+        n_sequences = len(self.sequence_index)
+        per_batch = n_sequences if batch_size is None else batch_size // (self.sequence_segments * self.segment_len)
+        order = np.random.permutation(n_sequences)
+        for start in range(0, n_sequences, per_batch):
+            yield self._get_samples(order[start : start + per_batch])
+
+    def _get_samples(self, sequences: np.ndarray) -> ElmurSequenceSamples:  # type: ignore[override]
+        tokens = self.sequence_index[sequences].reshape(-1)
+        memory_rows = th.as_tensor(self.sequence_memory[sequences], device=self.stored_memory.device)
+        obs = self.flat_observations
+        return ElmurSequenceSamples(
+            observations=_map(lambda o: self.to_torch(o[tokens]), obs),  # type: ignore[arg-type]
+            actions=self.to_torch(self.flat_actions[tokens]),
+            old_values=self.to_torch(self.flat_values[tokens].flatten()),
+            old_log_prob=self.to_torch(self.flat_log_probs[tokens].flatten()),
+            advantages=self.to_torch(self.flat_advantages[tokens].flatten()),
+            returns=self.to_torch(self.flat_returns[tokens].flatten()),
+            loss_mask=th.as_tensor(tokens < self.n_loss_tokens, device=self.device),
+            memory=self.stored_memory[memory_rows].to(self.device),
+            anchors=self.stored_anchors[memory_rows].to(self.device),
+            episode_start=th.as_tensor(self.sequence_episode_start[sequences], device=self.device),
+            start_step=th.as_tensor(self.sequence_start_step[sequences], device=self.device),
+            valid=th.as_tensor((tokens != self.pad_index).reshape(len(sequences), self.sequence_segments, -1), device=self.device),
+        )

@@ -1,0 +1,71 @@
+"""A passive T-Maze (Ni et al. 2023, "When do transformers shine in RL?"): memory without credit assignment."""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+MOVE_ON, UP, DOWN = 0, 1, 2
+
+
+class TMaze(gym.Env):
+    """Passive T-Maze: remember the cue of the first observation until the junction at the corridor's end.
+
+    Observation ``[cue_up, cue_down, at_junction]``: the cue (one of the first two entries is 1) is shown only in
+    the first observation; the corridor looks the same everywhere (no position); the last entry is 1 at the
+    junction. Actions: 0 move on, 1 up, 2 down. In the corridor, up/down waste a step and cost
+    ``1 / corridor_length``; at the junction, up/down end the episode with reward 1 if they match the cue
+    (``info["is_success"] = True``) and 0 otherwise. The episode is truncated after ``corridor_length + 1`` steps,
+    so the optimal policy moves on ``corridor_length`` times and then turns to the cue: it must hold the cue for
+    ``corridor_length`` steps.
+
+    :param corridor_length: steps from the start to the junction
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, corridor_length: int = 10):
+        if corridor_length < 1:
+            raise ValueError(f"corridor_length must be >= 1, got {corridor_length}")
+        self.corridor_length = corridor_length
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
+        self.action_space = spaces.Discrete(3)
+        self._position = 0
+        self._steps = 0
+        self._cue = UP
+
+    def _observation(self) -> np.ndarray:
+        obs = np.zeros(3, dtype=np.float32)
+        if self._steps == 0:
+            obs[self._cue - 1] = 1.0
+        obs[2] = float(self._position == self.corridor_length)
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._position, self._steps = 0, 0
+        self._cue = int(self.np_random.choice([UP, DOWN]))
+        return self._observation(), {}
+
+    def step(self, action: int):
+        action = int(action)
+        self._steps += 1
+        at_junction = self._position == self.corridor_length
+        reward, terminated, success = 0.0, False, False
+        if at_junction and action != MOVE_ON:
+            terminated, success = True, action == self._cue
+            reward = float(success)
+        elif action == MOVE_ON and not at_junction:
+            self._position += 1
+        else:
+            reward = -1.0 / self.corridor_length
+        truncated = not terminated and self._steps >= self.corridor_length + 1
+        info = {"is_success": success} if terminated or truncated else {}
+        return self._observation(), reward, terminated, truncated, info
+
+
+def register_envs() -> None:
+    """Register ``PassiveTMaze-v0`` (kwarg ``corridor_length``) with gymnasium."""
+    if "PassiveTMaze-v0" not in gym.registry:
+        gym.register(id="PassiveTMaze-v0", entry_point="sb3_elmur.envs:TMaze")

@@ -1,0 +1,328 @@
+"""Actor-critic policies whose recurrent state is the ELMUR layer memory (see :mod:`sb3_elmur.model`)."""
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    MlpExtractor,
+    NatureCNN,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from sb3_elmur.model import ElmurState, ElmurTransformer, check_elmur_config
+
+SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
+
+
+class ElmurActorCriticPolicy(ActorCriticPolicy):
+    """Actor-critic policy with an ELMUR transformer between the features extractor and the MLP heads.
+
+    The recurrent state (:class:`~sb3_elmur.model.ElmurState`) is the per-layer memory of every trunk plus the
+    current segment's cache; :meth:`predict` passes it as a tuple of numpy arrays, batch axis first.
+    SB3's arguments keep their meaning (see ``ActorCriticPolicy``); ``net_arch`` is the MLP on the trunk output.
+
+    :param d_model: width of the tokens and memory slots
+    :param n_layers: number of ELMUR layers, each with its own memory
+    :param n_heads: attention heads per layer (must divide ``d_model``)
+    :param memory_size: memory slots per layer
+    :param segment_len: environment steps per segment; the memory is written once per completed segment and
+        self-attention sees the current segment only
+    :param lru_alpha: LRU blend rate lambda in (0, 1]: weight of the new content when the oldest slot is rewritten
+    :param memory_init: initial memory of each episode, ``"learned"`` or ``"zeros"``
+    :param norm_first: pre-norm instead of post-norm transformer layers
+    :param memory_gradient: in training, let the PPO gradient flow from a segment back through the memory written
+        by the earlier segments of the same training sequence (trains the write path); if false it is detached
+    :param separate_critic_trunk: give the value function its own ELMUR trunk (and memory) instead of a value
+        head on the actor's trunk
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+        ortho_init: bool = True,
+        use_sde: bool = False,
+        log_std_init: float = 0.0,
+        full_std: bool = True,
+        use_expln: bool = False,
+        squash_output: bool = False,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        share_features_extractor: bool = True,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        memory_size: int = 4,
+        segment_len: int = 16,
+        lru_alpha: float = 0.79,
+        memory_init: str = "learned",
+        norm_first: bool = False,
+        memory_gradient: bool = True,
+        separate_critic_trunk: bool = False,
+    ):
+        check_observation_space(observation_space)
+        check_elmur_config(d_model, n_layers, n_heads, memory_size, segment_len, lru_alpha, memory_init)
+        if not share_features_extractor and not separate_critic_trunk:
+            raise ValueError("share_features_extractor=False needs separate_critic_trunk=True")
+        self.d_model = d_model
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch,
+            activation_fn,
+            ortho_init,
+            use_sde,
+            log_std_init,
+            full_std,
+            use_expln,
+            squash_output,
+            features_extractor_class,
+            features_extractor_kwargs,
+            share_features_extractor,
+            normalize_images,
+            optimizer_class,
+            optimizer_kwargs,
+        )
+        self.segment_len = segment_len
+        self.memory_gradient = memory_gradient
+        self.separate_critic_trunk = separate_critic_trunk
+        trunk_kwargs = dict(
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            memory_size=memory_size,
+            segment_len=segment_len,
+            lru_alpha=lru_alpha,
+            memory_init=memory_init,
+            norm_first=norm_first,
+        )
+        self.elmur_kwargs = dict(trunk_kwargs, memory_gradient=memory_gradient, separate_critic_trunk=separate_critic_trunk)
+        # trunk 0 acts (and carries the value head unless there is a critic trunk); trunk 1 is the critic trunk
+        self.trunks = nn.ModuleList(
+            ElmurTransformer(self.features_dim, **trunk_kwargs) for _ in range(2 if separate_critic_trunk else 1)
+        )
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return dict(super()._get_constructor_parameters(), **self.elmur_kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = MlpExtractor(self.d_model, self.net_arch, self.activation_fn, self.device)
+
+    # --- state -------------------------------------------------------------------------------------------------
+
+    @property
+    def state_shapes(self) -> ElmurState:
+        """Per-environment shape of each state field (layer axis: the layers of every trunk)."""
+        t = self.trunks[0]
+        n, m, d, c = t.n_layers * len(self.trunks), t.memory_size, t.d_model, t.segment_len - 1
+        return ElmurState((n, m, d), (n, m), (n, c, d), (n, c, d), (n, c, d), ())
+
+    def initial_state(self, n_envs: int) -> ElmurState:
+        """State of ``n_envs`` fresh episodes."""
+        return _join([trunk.initial_state(n_envs) for trunk in self.trunks])
+
+    def reset_state(self, state: ElmurState, episode_starts: th.Tensor) -> ElmurState:
+        """Fresh state where ``episode_starts`` (n_envs,) is true."""
+        episode_starts = episode_starts.bool()
+        return _join([t.reset(s, episode_starts) for t, s in zip(self.trunks, self._split(state), strict=True)])
+
+    def _split(self, state: ElmurState) -> list[ElmurState]:
+        n = self.trunks[0].n_layers
+        return [ElmurState(*(a[:, i * n : (i + 1) * n] for a in state[:5]), state.step) for i in range(len(self.trunks))]
+
+    def _trunk_features(self, obs: PyTorchObs) -> list[th.Tensor]:
+        features = self.extract_features(obs)
+        if not isinstance(features, tuple):
+            return [features] * len(self.trunks)
+        return list(features)
+
+    # --- step mode (acting) ---------------------------------------------------------------------------------------
+
+    def _step_latents(self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor):
+        state = self.reset_state(state, episode_starts)
+        outputs, states = zip(
+            *(
+                trunk.step(f, s)
+                for trunk, f, s in zip(self.trunks, self._trunk_features(obs), self._split(state), strict=True)
+            ),
+            strict=True,
+        )
+        latent_pi = self.mlp_extractor.forward_actor(outputs[0])
+        latent_vf = self.mlp_extractor.forward_critic(outputs[-1])
+        return latent_pi, latent_vf, _join(list(states))
+
+    def forward(  # type: ignore[override]
+        self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, ElmurState]:
+        """One step: actions, values, log-probabilities and the next state (``episode_starts`` resets first)."""
+        latent_pi, latent_vf, state = self._step_latents(obs, state, episode_starts)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        return actions, self.value_net(latent_vf), log_prob, state
+
+    def get_distribution(  # type: ignore[override]
+        self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor
+    ) -> tuple[Distribution, ElmurState]:
+        latent_pi, _, state = self._step_latents(obs, state, episode_starts)
+        return self._get_action_dist_from_latent(latent_pi), state
+
+    def predict_values(  # type: ignore[override]
+        self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor
+    ) -> th.Tensor:
+        _, latent_vf, _ = self._step_latents(obs, state, episode_starts)
+        return self.value_net(latent_vf)
+
+    # --- segment mode (training) ----------------------------------------------------------------------------------
+
+    def evaluate_sequences(
+        self,
+        obs: PyTorchObs,
+        actions: th.Tensor,
+        memory: th.Tensor,
+        anchors: th.Tensor,
+        episode_start: th.Tensor,
+        start_step: th.Tensor,
+        valid: th.Tensor,
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """Values, log-probabilities and entropy of the actions of B sequences of S whole segments of L steps.
+
+        :param obs: observations, (B * S * L, ...) in sequence order
+        :param actions: actions, (B * S * L, ...)
+        :param memory: (B, n, M, d) memory at each sequence start (ignored where ``episode_start``)
+        :param anchors: (B, n, M) anchors at each sequence start
+        :param episode_start: (B,) true where the sequence begins its episode (memory = initial memory)
+        :param start_step: (B,) episode step of each sequence's first token
+        :param valid: (B, S, L) true for real tokens (padding is last)
+        :return: values, log-probabilities and entropy, each (B * S * L,)
+        """
+        B, S, L = valid.shape
+        n = self.trunks[0].n_layers
+        outputs = []
+        for i, (trunk, features) in enumerate(zip(self.trunks, self._trunk_features(obs), strict=True)):
+            trunk_memory, trunk_anchors = memory[:, i * n : (i + 1) * n], anchors[:, i * n : (i + 1) * n]
+            initial = trunk.initial_memory[None].expand_as(trunk_memory)
+            start_memory = th.where(episode_start[:, None, None, None], initial, trunk_memory)
+            start_anchors = trunk_anchors.masked_fill(episode_start[:, None, None], -1)
+            features = features.reshape(B, S, L, -1)
+            y, _, _ = trunk(features, start_memory, start_anchors, start_step, valid, self.memory_gradient)
+            outputs.append(y.reshape(B * S * L, -1))
+        latent_pi = self.mlp_extractor.forward_actor(outputs[0])
+        latent_vf = self.mlp_extractor.forward_critic(outputs[-1])
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        return self.value_net(latent_vf).flatten(), distribution.log_prob(actions), distribution.entropy()
+
+    # --- user-facing predict --------------------------------------------------------------------------------------
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Action for an observation (single or vectorized) and the next state.
+
+        :param observation: one observation, or a batch of n_envs of them
+        :param state: the state returned by the previous call (tuple of numpy arrays, batch axis first), or None
+            for fresh episodes
+        :param episode_start: (n_envs,) true where a new episode begins (its state is reset first)
+        :param deterministic: take the most likely action instead of sampling
+        :return: the action(s) and the next state
+        """
+        self.set_training_mode(False)
+        obs_tensor, vectorized = self.obs_to_tensor(observation)
+        n_envs = len(next(iter(obs_tensor.values())) if isinstance(obs_tensor, dict) else obs_tensor)
+        state_tensors = self.initial_state(n_envs) if state is None else self.state_from_numpy(state, n_envs)
+        if episode_start is None:
+            episode_start = np.zeros(n_envs, dtype=bool)
+        episode_start = np.asarray(episode_start).reshape(-1)
+        if len(episode_start) != n_envs:
+            raise ValueError(f"episode_start has {len(episode_start)} entries for {n_envs} observations")
+        with th.no_grad():
+            starts = th.as_tensor(episode_start, dtype=th.bool, device=self.device)
+            distribution, state_tensors = self.get_distribution(obs_tensor, state_tensors, starts)
+            actions = distribution.get_actions(deterministic=deterministic)
+        actions = actions.cpu().numpy().reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        if isinstance(self.action_space, spaces.Box):
+            if self.squash_output:
+                actions = self.unscale_action(actions)
+            else:
+                actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        if not vectorized:
+            actions = actions.squeeze(axis=0)
+        return actions, tuple(a.cpu().numpy() for a in state_tensors)
+
+    def state_from_numpy(self, state: tuple[np.ndarray, ...], n_envs: int) -> ElmurState:
+        """Check a state from :meth:`predict` against this policy and ``n_envs``, and move it to the device."""
+        expected = self.state_shapes
+        if not isinstance(state, tuple | list) or len(state) != len(expected):
+            raise ValueError(f"state must be a tuple of {len(expected)} arrays ({', '.join(ElmurState._fields)})")
+        fields = []
+        for name, array, shape in zip(ElmurState._fields, state, expected, strict=True):
+            array = np.asarray(array)
+            if array.shape != (n_envs, *shape):
+                raise ValueError(f"state.{name} has shape {array.shape}, expected {(n_envs, *shape)} for {n_envs} envs")
+            integer = name in ("anchors", "step")
+            if integer != np.issubdtype(array.dtype, np.integer):
+                raise ValueError(f"state.{name} has dtype {array.dtype}, expected {'int64' if integer else 'float32'}")
+            fields.append(th.as_tensor(array, dtype=th.long if integer else th.float32, device=self.device))
+        return ElmurState(*fields)
+
+
+def _join(states: list[ElmurState]) -> ElmurState:
+    """Concatenate the per-trunk states along the layer axis (the step counter is shared)."""
+    if len(states) == 1:
+        return states[0]
+    return ElmurState(*(th.cat([s[i] for s in states], 1) for i in range(5)), states[0].step)
+
+
+def check_observation_space(observation_space: spaces.Space) -> None:
+    """Raise a ValueError that names the wrapper to use for spaces the policies do not take."""
+    if isinstance(observation_space, spaces.Dict):
+        for sub in observation_space.spaces.values():
+            if isinstance(sub, spaces.Dict):
+                raise ValueError("nested Dict observations are not supported: flatten them (gymnasium FlattenObservation)")
+            check_observation_space(sub)
+        return
+    if not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES):
+        raise ValueError(
+            f"observation space {type(observation_space).__name__} is not supported: use "
+            "gymnasium.wrappers.FlattenObservation (Tuple) or convert it to a Box/Discrete/Dict space"
+        )
+
+
+class ElmurActorCriticCnnPolicy(ElmurActorCriticPolicy):
+    """:class:`ElmurActorCriticPolicy` with SB3's NatureCNN features extractor for image observations."""
+
+    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class ElmurMultiInputActorCriticPolicy(ElmurActorCriticPolicy):
+    """:class:`ElmurActorCriticPolicy` with SB3's CombinedExtractor for Dict observations."""
+
+    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+ElmurPolicy = ElmurActorCriticPolicy
+CnnElmurPolicy = ElmurActorCriticCnnPolicy
+MultiInputElmurPolicy = ElmurMultiInputActorCriticPolicy

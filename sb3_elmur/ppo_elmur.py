@@ -1,0 +1,344 @@
+"""PPO with an ELMUR policy: the recurrent state is the transformer's layer memory."""
+
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_elmur.buffers import ElmurRolloutBuffer
+from sb3_elmur.model import ElmurState
+from sb3_elmur.policies import CnnElmurPolicy, ElmurActorCriticPolicy, ElmurPolicy, MultiInputElmurPolicy
+
+SelfPPOELMUR = TypeVar("SelfPPOELMUR", bound="PPOELMUR")
+
+
+class PPOELMUR(OnPolicyAlgorithm):
+    """Proximal Policy Optimization (clip version) with an ELMUR transformer-memory policy.
+
+    Arguments keep the meaning they have in SB3's PPO and sb3-contrib's RecurrentPPO; what differs:
+
+    :param batch_size: minibatch size in environment steps, a multiple of ``sequence_segments * segment_len``:
+        each minibatch holds ``batch_size // (sequence_segments * segment_len)`` whole training sequences
+        (padded where an episode or the rollout ends)
+    :param sequence_segments: segments per training sequence. Each sequence starts from the memory stored during
+        the rollout and runs its segments in order, so the memory written by one segment is read by the next
+        (with gradient when the policy's ``memory_gradient`` is on)
+
+    The other parameters: ``learning_rate``, ``n_steps`` (steps per environment per rollout), ``n_epochs``,
+    ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``, ``ent_coef``,
+    ``vf_coef``, ``max_grad_norm``, ``use_sde``, ``sde_sample_freq``, ``target_kl``, ``stats_window_size``,
+    ``tensorboard_log``, ``policy_kwargs`` (the policy's ELMUR knobs: ``d_model``, ``n_layers``, ``n_heads``,
+    ``memory_size``, ``segment_len``, ``lru_alpha``, ``memory_init``, ``norm_first``, ``memory_gradient``,
+    ``separate_critic_trunk``), ``verbose``, ``seed``, ``device``: as in SB3's PPO.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "ElmurPolicy": ElmurPolicy,
+        "CnnElmurPolicy": CnnElmurPolicy,
+        "MultiInputElmurPolicy": MultiInputElmurPolicy,
+    }
+    policy: ElmurActorCriticPolicy
+    rollout_buffer: ElmurRolloutBuffer
+
+    def __init__(
+        self,
+        policy: str | type[ElmurActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        n_steps: int = 128,
+        batch_size: int = 256,
+        n_epochs: int = 10,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        clip_range: float | Schedule = 0.2,
+        clip_range_vf: float | Schedule | None = None,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        sequence_segments: int = 4,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        target_kl: float | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+            supported_action_spaces=(spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
+        )
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.clip_range = clip_range
+        self.clip_range_vf = clip_range_vf
+        self.normalize_advantage = normalize_advantage
+        self.target_kl = target_kl
+        self.sequence_segments = sequence_segments
+        self._last_state: ElmurState | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        if self.sequence_segments < 1:
+            raise ValueError(f"sequence_segments must be >= 1, got {self.sequence_segments}")
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
+        )
+        self.policy = self.policy.to(self.device)
+        if not isinstance(self.policy, ElmurActorCriticPolicy):
+            raise ValueError("Policy must subclass ElmurActorCriticPolicy")
+        segment_len = self.policy.segment_len
+        tokens = self.sequence_segments * segment_len
+        if self.batch_size is None or self.batch_size < tokens or self.batch_size % tokens != 0:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of sequence_segments * segment_len "
+                f"({self.sequence_segments} * {segment_len} = {tokens}): minibatches hold whole training sequences"
+            )
+        self.rollout_buffer = ElmurRolloutBuffer(
+            self.n_steps,
+            self.observation_space,
+            self.action_space,
+            self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+            segment_len=segment_len,
+            sequence_segments=self.sequence_segments,
+        )
+        self._reset_state()
+        self.clip_range = FloatSchedule(self.clip_range)
+        if self.clip_range_vf is not None:
+            if isinstance(self.clip_range_vf, float | int):
+                assert self.clip_range_vf > 0, "`clip_range_vf` must be positive, pass `None` to deactivate vf clipping"
+            self.clip_range_vf = FloatSchedule(self.clip_range_vf)
+
+    def _reset_state(self) -> None:
+        """Fresh recurrent state for the current training envs (also after ``set_env``)."""
+        self._last_state = self.policy.initial_state(self.n_envs)
+        self._segment_observations = self.rollout_buffer._zeros(self.n_envs, max(self.policy.segment_len - 1, 0))
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        env_reset = reset_num_timesteps or self._last_obs is None
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if env_reset or len(self._last_state.step) != self.n_envs:
+            self._reset_state()  # the envs were reset: their episodes start fresh
+        return result
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """Step the envs with the cached ELMUR state and fill the buffer (see :class:`ElmurRolloutBuffer`)."""
+        assert isinstance(rollout_buffer, ElmurRolloutBuffer)
+        assert self._last_obs is not None, "No previous observation was provided"
+        self.policy.set_training_mode(False)
+        n_steps = 0
+        rollout_buffer.reset()
+        if self.use_sde:
+            self.policy.reset_noise(env.num_envs)
+        callback.on_rollout_start()
+        state = self._last_state
+        segment_len = self.policy.segment_len
+        no_reset = th.zeros(env.num_envs, dtype=th.bool, device=self.device)
+
+        while n_steps < n_rollout_steps:
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
+                self.policy.reset_noise(env.num_envs)
+            with th.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                episode_starts = th.as_tensor(self._last_episode_starts, dtype=th.bool, device=self.device)
+                state = self.policy.reset_state(state, episode_starts)
+                if n_steps == 0:
+                    rollout_buffer.start_rollout(self._segment_observations, state)
+                rollout_buffer.add_memory(state)
+                actions, values, log_probs, new_state = self.policy(obs_tensor, state, no_reset)
+            actions = actions.cpu().numpy()
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            n_steps += 1
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+
+            # Timeout: bootstrap with the value of the terminal observation, given the episode's state
+            for idx, done in enumerate(dones):
+                if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated", False):
+                    terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
+                    with th.no_grad():
+                        terminal_state = ElmurState(*(a[idx : idx + 1] for a in new_state))
+                        terminal_value = self.policy.predict_values(terminal_obs, terminal_state, no_reset[:1])[0]
+                    rewards[idx] += self.gamma * terminal_value.item()
+
+            step = state.step.cpu().numpy()
+            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs, step)
+            self._remember_segment_observation(self._last_obs, step % segment_len)
+            self._last_obs = new_obs  # type: ignore[assignment]
+            self._last_episode_starts = dones
+            state = new_state
+
+        self._last_state = state
+        with th.no_grad():
+            starts = th.as_tensor(dones, dtype=th.bool, device=self.device)
+            values = self.policy.predict_values(obs_as_tensor(new_obs, self.device), state, starts)  # type: ignore[arg-type]
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _remember_segment_observation(self, obs: np.ndarray | dict[str, np.ndarray], position: np.ndarray) -> None:
+        """Keep the current segment's observations per env: the next rollout's sequences start with them."""
+        envs = np.flatnonzero(position < self.policy.segment_len - 1)
+        shape = self.rollout_buffer.obs_shape
+
+        def store(cache: np.ndarray, new: np.ndarray, key_shape: tuple[int, ...]) -> None:
+            cache[envs, position[envs]] = np.asarray(new).reshape((self.n_envs, *key_shape))[envs]
+
+        if isinstance(obs, dict):
+            for key in obs:
+                store(self._segment_observations[key], obs[key], shape[key])  # type: ignore[index]
+        else:
+            store(self._segment_observations, obs, shape)  # type: ignore[arg-type]
+
+    def train(self) -> None:
+        """Update the policy on whole-segment sequences of the rollout (see :class:`ElmurRolloutBuffer`)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
+        if self.clip_range_vf is not None:
+            clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
+
+        entropy_losses, pg_losses, value_losses, clip_fractions = [], [], [], []
+        continue_training = True
+        for epoch in range(self.n_epochs):
+            approx_kl_divs = []
+            for data in self.rollout_buffer.get(self.batch_size):
+                actions = data.actions
+                if isinstance(self.action_space, spaces.Discrete):
+                    actions = data.actions.long().flatten()
+                mask = data.loss_mask
+                values, log_prob, entropy = self.policy.evaluate_sequences(
+                    data.observations, actions, data.memory, data.anchors, data.episode_start, data.start_step, data.valid
+                )
+                advantages = data.advantages
+                if self.normalize_advantage:
+                    advantages = (advantages - advantages[mask].mean()) / (advantages[mask].std() + 1e-8)
+                ratio = th.exp(log_prob - data.old_log_prob)
+                policy_loss_1 = advantages * ratio
+                policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+                policy_loss = -th.mean(th.min(policy_loss_1, policy_loss_2)[mask])
+                pg_losses.append(policy_loss.item())
+                clip_fractions.append(th.mean((th.abs(ratio - 1) > clip_range).float()[mask]).item())
+
+                if self.clip_range_vf is None:
+                    values_pred = values
+                else:
+                    values_pred = data.old_values + th.clamp(values - data.old_values, -clip_range_vf, clip_range_vf)
+                value_loss = th.mean(((data.returns - values_pred) ** 2)[mask])
+                value_losses.append(value_loss.item())
+                if entropy is None:
+                    entropy_loss = -th.mean(-log_prob[mask])
+                else:
+                    entropy_loss = -th.mean(entropy[mask])
+                entropy_losses.append(entropy_loss.item())
+                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+
+                with th.no_grad():
+                    log_ratio = log_prob - data.old_log_prob
+                    approx_kl_div = th.mean(((th.exp(log_ratio) - 1) - log_ratio)[mask]).cpu().numpy()
+                    approx_kl_divs.append(approx_kl_div)
+                if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
+                    break
+
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+
+            self._n_updates += 1
+            if not continue_training:
+                break
+
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        self.logger.record("train/entropy_loss", np.mean(entropy_losses))
+        self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
+        self.logger.record("train/value_loss", np.mean(value_losses))
+        self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
+        self.logger.record("train/clip_fraction", np.mean(clip_fractions))
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/explained_variance", explained_var)
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if self.clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
+
+    def learn(
+        self: SelfPPOELMUR,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "PPOELMUR",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPPOELMUR:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_last_state", "_segment_observations"]
+
