@@ -68,7 +68,7 @@ def lru_update(
     oldest = torch.where(empty, torch.iinfo(anchors.dtype).max, anchors).argmin(dim=-1)
     slot = torch.where(has_empty, first_empty, oldest)  # (B,)
     written = F.one_hot(slot, memory.shape[1]).bool()  # (B, M)
-    rate = torch.where(has_empty, 1.0, lru_alpha).to(memory.dtype)[:, None]  # (B, 1)
+    rate = torch.full_like(memory[:, :1, 0], lru_alpha).masked_fill(has_empty[:, None], 1.0)  # (B, 1)
     weight = (written * rate)[..., None]  # (B, M, 1)
     new_memory = (1 - weight) * memory + weight * candidates
     new_anchors = torch.where(written, anchor_step[:, None], anchors)

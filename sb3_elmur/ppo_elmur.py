@@ -13,7 +13,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_elmur.buffers import ElmurRolloutBuffer
+from sb3_elmur.buffers import ElmurRolloutBuffer, _map
 from sb3_elmur.model import ElmurState
 from sb3_elmur.policies import CnnElmurPolicy, ElmurActorCriticPolicy, ElmurPolicy, MultiInputElmurPolicy
 
@@ -188,6 +188,7 @@ class PPOELMUR(OnPolicyAlgorithm):
                 state = self.policy.reset_state(state, episode_starts)
                 if n_steps == 0:
                     rollout_buffer.start_rollout(self._segment_observations, state)
+                    state = self._recompute_segment_cache(state)
                 rollout_buffer.add_memory(state)
                 actions, values, log_probs, new_state = self.policy(obs_tensor, state, no_reset)
             actions = actions.cpu().numpy()
@@ -230,6 +231,23 @@ class PPOELMUR(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
+    def _recompute_segment_cache(self, state: ElmurState) -> ElmurState:
+        """Recompute the cache of the current segment's earlier steps with the current weights.
+
+        The cache was filled before the last update; training recomputes those steps from the stored memory and
+        observations with the new weights, so acting must do the same for the update to stay exact.
+        """
+        prefix_len = state.step % self.policy.segment_len  # (n_envs,)
+        if not prefix_len.any():
+            return state
+        replay = state._replace(step=state.step - prefix_len)
+        for j in range(int(prefix_len.max())):
+            obs = _map(lambda o: o[:, j], self._segment_observations)  # noqa: B023
+            _, _, _, stepped = self.policy(obs_as_tensor(obs, self.device), replay, th.zeros_like(prefix_len, dtype=th.bool))
+            advance = j < prefix_len
+            replay = ElmurState(*(th.where(advance.view(-1, *[1] * (a.dim() - 1)), n, a) for n, a in zip(stepped, replay, strict=True)))
+        return replay
+
     def _remember_segment_observation(self, obs: np.ndarray | dict[str, np.ndarray], position: np.ndarray) -> None:
         """Keep the current segment's observations per env: the next rollout's sequences start with them."""
         envs = np.flatnonzero(position < self.policy.segment_len - 1)
@@ -265,7 +283,7 @@ class PPOELMUR(OnPolicyAlgorithm):
                     data.observations, actions, data.memory, data.anchors, data.episode_start, data.start_step, data.valid
                 )
                 advantages = data.advantages
-                if self.normalize_advantage:
+                if self.normalize_advantage and mask.sum() > 1:
                     advantages = (advantages - advantages[mask].mean()) / (advantages[mask].std() + 1e-8)
                 ratio = th.exp(log_prob - data.old_log_prob)
                 policy_loss_1 = advantages * ratio

@@ -1,0 +1,110 @@
+"""The ELMUR model: step mode equals segment mode, and resets give fresh states."""
+
+import pytest
+import torch
+
+from sb3_elmur.model import ElmurTransformer, distance_bucket
+
+
+def make_model(norm_first: bool, memory_size: int, segment_len: int = 4) -> ElmurTransformer:
+    torch.manual_seed(0)
+    model = ElmurTransformer(
+        5, d_model=16, n_layers=2, n_heads=2, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first
+    )
+    with torch.no_grad():  # make every bias and the initial memory matter
+        for name, p in model.named_parameters():
+            if "bias" in name and p.dim() == 2 or name == "initial_memory":
+                p.normal_()
+    return model.eval()
+
+
+def run_steps(model: ElmurTransformer, features: torch.Tensor):
+    state = model.initial_state(features.shape[0])
+    outputs = []
+    for t in range(features.shape[1]):
+        y, state = model.step(features[:, t], state)
+        outputs.append(y)
+    return torch.stack(outputs, 1), state
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("memory_size", [2, 8])  # fewer slots than segments (blends) and more (only replacements)
+def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int):
+    L, S, B = 4, 6, 3
+    T = 5 * L + 2  # five whole segments and a partial one
+    model = make_model(norm_first, memory_size, L)
+    features = torch.randn(B, T, 5)
+    step_outputs, step_state = run_steps(model, features)
+
+    padded = torch.zeros(B, S * L, 5)
+    padded[:, :T] = features
+    valid = torch.zeros(B, S * L, dtype=torch.bool)
+    valid[:, :T] = True
+    fresh = model.initial_state(B)
+    with torch.no_grad():
+        segment_outputs, memory, anchors = model(
+            padded.view(B, S, L, 5), fresh.memory, fresh.anchors, torch.zeros(B, dtype=torch.long), valid.view(B, S, L)
+        )
+    segment_outputs = segment_outputs.reshape(B, S * L, -1)[:, :T]
+    assert (step_outputs - segment_outputs).abs().max() <= 1e-5
+    assert (step_state.memory - memory).abs().max() <= 1e-5
+    assert torch.equal(step_state.anchors, anchors)
+    written = [L - 1 + L * s for s in range(5)]  # anchor = step of each segment's last token
+    if memory_size >= 5:
+        assert anchors[0, 0].tolist() == written + [-1] * (memory_size - 5)
+    else:  # the oldest slots were blended by later segments
+        assert sorted(anchors[0, 0].tolist()) == written[-memory_size:]
+    assert torch.equal(step_state.step, torch.full((B,), T))
+
+
+def test_step_mode_cost_does_not_depend_on_episode_step():
+    """The state has a fixed size: a step at t = 10^6 touches the same tensors as at t = 10."""
+    model = make_model(False, 4)
+    state = model.initial_state(2)
+    far = state._replace(step=torch.tensor([10, 10**6]), anchors=torch.tensor([[[3, 7, -1, -1]] * 2, [[10**6 - 5] * 4] * 2]))
+    with torch.no_grad():
+        y, new_state = model.step(torch.randn(2, 5), far)
+    assert torch.isfinite(y).all()
+    assert all(a.shape == b.shape for a, b in zip(state, new_state, strict=True))
+
+
+def test_reset_gives_fresh_state_per_environment():
+    model = make_model(False, 4)
+    features = torch.randn(3, 9, 5)
+    _, state = run_steps(model, features)
+    reset = model.reset(state, torch.tensor([True, False, True]))
+    fresh = model.initial_state(3)
+    for field, a, f, old in zip(state._fields, reset, fresh, state, strict=True):
+        assert torch.equal(a[0], f[0]) and torch.equal(a[2], f[2]), field
+        assert torch.equal(a[1], old[1]), field
+    x = torch.randn(3, 5)
+    with torch.no_grad():
+        y_reset, _ = model.step(x, reset)
+        y_fresh, _ = model.step(x, fresh)
+    assert torch.allclose(y_reset[[0, 2]], y_fresh[[0, 2]], atol=1e-6)
+    assert not torch.allclose(y_reset[1], y_fresh[1])
+
+
+def test_distance_buckets_are_monotone_and_bounded():
+    distance = torch.arange(1, 3 * 10**6, 997)
+    bucket = distance_bucket(distance, torch.zeros_like(distance, dtype=torch.bool))
+    assert bucket.min() >= 1 and bucket.max() <= 31
+    assert (bucket[1:] >= bucket[:-1]).all()
+    assert distance_bucket(torch.tensor([5]), torch.tensor([True])).item() == 0
+    assert distance_bucket(torch.arange(1, 16), torch.zeros(15, dtype=torch.bool)).tolist() == list(range(1, 16))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(segment_len=0), "segment_len"),
+        (dict(memory_size=0), "memory_size"),
+        (dict(d_model=10, n_heads=3), "divisible"),
+        (dict(lru_alpha=0.0), "lru_alpha"),
+        (dict(lru_alpha=1.5), "lru_alpha"),
+        (dict(memory_init="random"), "memory_init"),
+    ],
+)
+def test_invalid_configuration_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ElmurTransformer(4, **kwargs)

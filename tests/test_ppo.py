@@ -1,0 +1,133 @@
+"""PPOELMUR: the PPO update sees exactly the rollout's policy; predict, save and load behave as in SB3."""
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_elmur import PPOELMUR, TMaze
+from tests.conftest import DictTMaze
+
+SEGMENT = 4
+TINY = dict(d_model=16, n_layers=2, n_heads=2, memory_size=2, segment_len=SEGMENT)
+
+
+def make_model(env_class=TMaze, policy="ElmurPolicy", n_envs=3, **policy_kwargs) -> PPOELMUR:
+    # corridor 20: episodes of up to 21 steps cross 5 segment boundaries and blend memory (2 slots);
+    # n_steps = 30 is not a multiple of the segment length, so segments cross rollout boundaries
+    env = make_vec_env(env_class, n_envs=n_envs, env_kwargs=dict(corridor_length=20), seed=1)
+    return PPOELMUR(
+        policy,
+        env,
+        n_steps=30,
+        batch_size=8 * 1000,  # one minibatch
+        n_epochs=1,
+        sequence_segments=2,
+        policy_kwargs=dict(TINY, **policy_kwargs),
+        seed=0,
+    )
+
+
+def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
+    """Collect a rollout, then recompute it in segment mode: max |log-prob| and |value| differences."""
+    callback = CallbackList([])
+    callback.init_callback(model)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    (data,) = list(model.rollout_buffer.get(None))
+    actions = data.actions.long().flatten()
+    with torch.no_grad():
+        values, log_prob, _ = model.policy.evaluate_sequences(
+            data.observations, actions, data.memory, data.anchors, data.episode_start, data.start_step, data.valid
+        )
+    mask = data.loss_mask
+    assert mask.sum() == model.n_steps * model.n_envs  # every rollout step is trained on exactly once
+    return (log_prob - data.old_log_prob)[mask].abs().max().item(), (values - data.old_values)[mask].abs().max().item()
+
+
+@pytest.mark.parametrize(
+    "env_class, policy, policy_kwargs",
+    [
+        (TMaze, "ElmurPolicy", {}),
+        (TMaze, "ElmurPolicy", dict(separate_critic_trunk=True, norm_first=True, memory_gradient=False)),
+        (DictTMaze, "MultiInputElmurPolicy", {}),
+    ],
+)
+def test_ppo_update_is_exact(env_class, policy, policy_kwargs):
+    model = make_model(env_class, policy, **policy_kwargs)
+    model.learn(3 * 30 * 3)  # three rollouts: later ones start mid-episode and mid-segment
+    assert model.logger.name_to_value["train/approx_kl"] <= 1e-6
+    assert model.logger.name_to_value["train/clip_fraction"] == 0
+    log_prob_error, value_error = rollout_log_prob_error(model)
+    assert log_prob_error <= 1e-5 and value_error <= 1e-5
+    assert model.rollout_buffer.prefix_len.max() > 0  # the check covered segments begun in the previous rollout
+
+
+def test_batch_size_must_hold_whole_sequences():
+    env = make_vec_env(TMaze, n_envs=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        PPOELMUR("ElmurPolicy", env, batch_size=100, sequence_segments=4, policy_kwargs=dict(segment_len=16))
+    with pytest.raises(ValueError, match="segment_len"):
+        PPOELMUR("ElmurPolicy", env, policy_kwargs=dict(segment_len=0))
+
+
+def test_predict_save_load(tmp_path):
+    model = make_model()
+    model.learn(90)
+    env = TMaze(corridor_length=20)
+
+    def episode_actions(m: PPOELMUR) -> list[int]:
+        obs, _ = env.reset(seed=3)
+        state, start, actions = None, np.array([True]), []
+        for _ in range(21):
+            action, state = m.predict(obs, state=state, episode_start=start, deterministic=True)
+            actions.append(int(action))
+            obs, _, terminated, truncated, _ = env.step(action)
+            start = np.array([False])
+            if terminated or truncated:
+                break
+        return actions
+
+    before = episode_actions(model)
+    model.save(tmp_path / "model.zip")
+    loaded = PPOELMUR.load(tmp_path / "model.zip")
+    assert loaded.policy.elmur_kwargs == model.policy.elmur_kwargs
+    assert episode_actions(loaded) == before
+
+    # single and vectorized observations
+    single, state = loaded.predict(env.reset(seed=0)[0])
+    assert np.shape(single) == () and state[0].shape[0] == 1
+    batch, state = loaded.predict(np.stack([env.reset(seed=0)[0]] * 4))
+    assert batch.shape == (4,) and all(s.shape[0] == 4 for s in state)
+    with pytest.raises(ValueError, match="state"):
+        loaded.predict(np.stack([env.reset(seed=0)[0]] * 3), state=state)
+
+
+def test_evaluate_policy_carries_the_state():
+    model = make_model()
+    success = []
+
+    def record(local_vars, _):
+        if local_vars["done"]:
+            success.append(local_vars["info"]["is_success"])
+
+    rewards, lengths = evaluate_policy(model, model.env, n_eval_episodes=6, return_episode_rewards=True, callback=record)
+    assert len(rewards) == 6 and len(success) == 6
+    assert all(1 <= n <= 21 for n in lengths)
+
+
+def test_episode_start_resets_per_environment():
+    model = make_model()
+    model.learn(90)
+    rng = np.random.default_rng(0)
+    obs = rng.random((3, 3)).astype(np.float32)
+    _, state = model.predict(obs)
+    for _ in range(6):  # move into the second segment, with a memory write
+        _, state = model.predict(rng.random((3, 3)).astype(np.float32), state=state)
+    start = np.array([True, False, True])
+    _, after_reset = model.predict(obs, state=state, episode_start=start)
+    _, fresh = model.predict(obs)
+    for a, f, old in zip(after_reset, fresh, state, strict=True):
+        np.testing.assert_allclose(a[start], f[start], atol=1e-6)
+        assert not np.allclose(a[~start], f[~start])
