@@ -1,5 +1,6 @@
 """Rollout buffer that hands PPO whole-segment training sequences with the memory they start from."""
 
+import itertools
 from collections.abc import Generator
 from typing import NamedTuple
 
@@ -31,7 +32,8 @@ class ElmurSequenceSamples(NamedTuple):
     valid: th.Tensor  # (B, S, L) real tokens
 
 
-def _map(fn, obs: Observations) -> Observations:
+def map_observations(fn, obs: Observations) -> Observations:
+    """Apply ``fn`` to an observation array, or to each array of a Dict observation."""
     return {key: fn(value) for key, value in obs.items()} if isinstance(obs, dict) else fn(obs)
 
 
@@ -92,7 +94,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
     def start_rollout(self, segment_observations: Observations, state: ElmurState) -> None:
         """Keep each environment's observations of its current segment so far (state: before the first step)."""
         self.prefix_len = (state.step % self.segment_len).cpu().numpy()
-        self.prefix_observations = _map(np.copy, segment_observations)
+        self.prefix_observations = map_observations(np.copy, segment_observations)
 
     def add_memory(self, state: ElmurState) -> None:
         """Store the memory of the environments whose segment starts at this step (all of them at step 0)."""
@@ -151,7 +153,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
                 segment_starts = np.concatenate([[0], segment_starts])
             bounds = np.append(segment_starts, len(tokens))
             chunk_segment = 0
-            for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            for k, (a, b) in enumerate(itertools.pairwise(bounds)):
                 starts_episode = token_steps[a] == 0
                 if starts_episode or k == 0:
                     chunk_segment = 0
@@ -208,7 +210,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
         memory_rows = th.as_tensor(self.sequence_memory[sequences], device=self.stored_memory.device)
         obs = self.flat_observations
         return ElmurSequenceSamples(
-            observations=_map(lambda o: self.to_torch(o[tokens]), obs),  # type: ignore[arg-type]
+            observations=map_observations(lambda o: self.to_torch(o[tokens]), obs),  # type: ignore[arg-type]
             actions=self.to_torch(self.flat_actions[tokens]),
             old_values=self.to_torch(self.flat_values[tokens].flatten()),
             old_log_prob=self.to_torch(self.flat_log_probs[tokens].flatten()),
@@ -219,5 +221,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
             anchors=self.stored_anchors[memory_rows].to(self.device),
             episode_start=th.as_tensor(self.sequence_episode_start[sequences], device=self.device),
             start_step=th.as_tensor(self.sequence_start_step[sequences], device=self.device),
-            valid=th.as_tensor((tokens != self.pad_index).reshape(len(sequences), self.sequence_segments, -1), device=self.device),
+            valid=th.as_tensor(
+                (tokens != self.pad_index).reshape(len(sequences), self.sequence_segments, -1), device=self.device
+            ),
         )

@@ -1,6 +1,6 @@
 """A passive T-Maze (Ni et al. 2023, "When do transformers shine in RL?"): memory without credit assignment."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -21,14 +21,16 @@ class TMaze(gym.Env):
     ``corridor_length`` steps.
 
     :param corridor_length: steps from the start to the junction
+    :param render_mode: ``"rgb_array"`` to render frames (corridor in grey, agent in white, cue arm in green)
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, corridor_length: int = 10):
+    def __init__(self, corridor_length: int = 10, render_mode: str | None = None):
         if corridor_length < 1:
             raise ValueError(f"corridor_length must be >= 1, got {corridor_length}")
         self.corridor_length = corridor_length
+        self.render_mode = render_mode
         self.observation_space = spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
         self.action_space = spaces.Discrete(3)
         self._position = 0
@@ -63,6 +65,17 @@ class TMaze(gym.Env):
         truncated = not terminated and self._steps >= self.corridor_length + 1
         info = {"is_success": success} if terminated or truncated else {}
         return self._observation(), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        cells, scale = min(self.corridor_length + 1, 64), 8  # long corridors are drawn to scale in 64 cells
+        frame = np.zeros((3, cells, 3), dtype=np.uint8)
+        frame[1, :] = 80
+        frame[[0, 2], -1] = 80
+        frame[0 if self._cue == UP else 2, -1] = (0, 160, 0)
+        frame[1, round(self._position / self.corridor_length * (cells - 1))] = 255
+        return np.kron(frame, np.ones((scale, scale, 1), dtype=np.uint8))
 
 
 def register_envs() -> None:

@@ -182,7 +182,9 @@ class ElmurLayer(nn.Module):
         values (B, L-1, d) of the segment's earlier tokens. Returns the output and the token's key and value."""
         h = self._input(x, self.norm_self)
         k, v = self.self_attn.keys_values(h)  # (B, 1, d)
-        key_pos = torch.cat([torch.arange(cache_keys.shape[1], device=x.device)[None].expand(len(x), -1), pos[:, None]], 1)
+        key_pos = torch.cat(
+            [torch.arange(cache_keys.shape[1], device=x.device)[None].expand(len(x), -1), pos[:, None]], 1
+        )
         valid = torch.cat([key_pos[:, :-1] < pos[:, None], torch.ones_like(pos[:, None], dtype=torch.bool)], 1)
         bias = self.self_attention_bias(pos[:, None], key_pos).masked_fill(~valid[:, None, None], float("-inf"))
         attn = self.self_attn(h, torch.cat([cache_keys, k], 1), torch.cat([cache_values, v], 1), bias)
@@ -259,7 +261,10 @@ class ElmurTransformer(nn.Module):
             return state
         fresh = self.initial_state(len(episode_start))
         return ElmurState(
-            *(torch.where(episode_start.view(-1, *[1] * (a.dim() - 1)), f, a) for a, f in zip(state, fresh, strict=True))
+            *(
+                torch.where(episode_start.view(-1, *[1] * (a.dim() - 1)), f, a)
+                for a, f in zip(state, fresh, strict=True)
+            )
         )
 
     def step(self, features: torch.Tensor, state: ElmurState) -> tuple[torch.Tensor, ElmurState]:
@@ -276,7 +281,9 @@ class ElmurTransformer(nn.Module):
                 idx = completes.nonzero().squeeze(1)
                 segment_outputs = torch.cat([outputs[i][idx], x[idx]], 1)  # (b, L, d)
                 segment_steps = state.step[idx, None] - L + 1 + torch.arange(L, device=x.device)
-                new_memory, new_anchors = self._write(layer, memory[i][idx], anchors[i][idx], segment_outputs, segment_steps)
+                new_memory, new_anchors = self._write(
+                    layer, memory[i][idx], anchors[i][idx], segment_outputs, segment_steps
+                )
                 memory[i] = memory[i].index_copy(0, idx, new_memory)
                 anchors[i] = anchors[i].index_copy(0, idx, new_anchors)
             if L > 1:  # store this token in the cache at its position (a completed segment's cache is stale)
@@ -308,7 +315,7 @@ class ElmurTransformer(nn.Module):
         :return: outputs (B, S, L, d), and the memory (B, n, M, d) and anchors (B, n, M) after the last complete
             segment
         """
-        B, S, L, _ = features.shape
+        S, L = features.shape[1:3]
         x = self.embed(features)
         memory, anchors = list(memory.unbind(1)), list(anchors.unbind(1))
         outputs = []

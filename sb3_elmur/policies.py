@@ -111,7 +111,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             memory_init=memory_init,
             norm_first=norm_first,
         )
-        self.elmur_kwargs = dict(trunk_kwargs, memory_gradient=memory_gradient, separate_critic_trunk=separate_critic_trunk)
+        self.elmur_kwargs = dict(
+            trunk_kwargs, memory_gradient=memory_gradient, separate_critic_trunk=separate_critic_trunk
+        )
         # trunk 0 acts (and carries the value head unless there is a critic trunk); trunk 1 is the critic trunk
         self.trunks = nn.ModuleList(
             ElmurTransformer(self.features_dim, **trunk_kwargs) for _ in range(2 if separate_critic_trunk else 1)
@@ -144,7 +146,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
 
     def _split(self, state: ElmurState) -> list[ElmurState]:
         n = self.trunks[0].n_layers
-        return [ElmurState(*(a[:, i * n : (i + 1) * n] for a in state[:5]), state.step) for i in range(len(self.trunks))]
+        return [
+            ElmurState(*(a[:, i * n : (i + 1) * n] for a in state[:5]), state.step) for i in range(len(self.trunks))
+        ]
 
     def _trunk_features(self, obs: PyTorchObs) -> list[th.Tensor]:
         features = self.extract_features(obs)
@@ -299,7 +303,9 @@ def check_observation_space(observation_space: spaces.Space) -> None:
     if isinstance(observation_space, spaces.Dict):
         for sub in observation_space.spaces.values():
             if isinstance(sub, spaces.Dict):
-                raise ValueError("nested Dict observations are not supported: flatten them (gymnasium FlattenObservation)")
+                raise ValueError(
+                    "nested Dict observations are not supported: flatten them (gymnasium FlattenObservation)"
+                )
             check_observation_space(sub)
         return
     if not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES):

@@ -13,7 +13,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_elmur.buffers import ElmurRolloutBuffer, _map
+from sb3_elmur.buffers import ElmurRolloutBuffer, map_observations
 from sb3_elmur.model import ElmurState
 from sb3_elmur.policies import CnnElmurPolicy, ElmurActorCriticPolicy, ElmurPolicy, MultiInputElmurPolicy
 
@@ -208,7 +208,11 @@ class PPOELMUR(OnPolicyAlgorithm):
 
             # Timeout: bootstrap with the value of the terminal observation, given the episode's state
             for idx, done in enumerate(dones):
-                if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated", False):
+                if (
+                    done
+                    and infos[idx].get("terminal_observation") is not None
+                    and infos[idx].get("TimeLimit.truncated", False)
+                ):
                     terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
                     with th.no_grad():
                         terminal_state = ElmurState(*(a[idx : idx + 1] for a in new_state))
@@ -242,10 +246,14 @@ class PPOELMUR(OnPolicyAlgorithm):
             return state
         replay = state._replace(step=state.step - prefix_len)
         for j in range(int(prefix_len.max())):
-            obs = _map(lambda o: o[:, j], self._segment_observations)  # noqa: B023
-            _, _, _, stepped = self.policy(obs_as_tensor(obs, self.device), replay, th.zeros_like(prefix_len, dtype=th.bool))
+            obs = map_observations(lambda o: o[:, j], self._segment_observations)  # noqa: B023
+            _, _, _, stepped = self.policy(
+                obs_as_tensor(obs, self.device), replay, th.zeros_like(prefix_len, dtype=th.bool)
+            )
             advance = j < prefix_len
-            replay = ElmurState(*(th.where(advance.view(-1, *[1] * (a.dim() - 1)), n, a) for n, a in zip(stepped, replay, strict=True)))
+            replay = ElmurState(
+                *(th.where(advance.view(-1, *[1] * (a.dim() - 1)), n, a) for n, a in zip(stepped, replay, strict=True))
+            )
         return replay
 
     def _remember_segment_observation(self, obs: np.ndarray | dict[str, np.ndarray], position: np.ndarray) -> None:
@@ -280,7 +288,13 @@ class PPOELMUR(OnPolicyAlgorithm):
                     actions = data.actions.long().flatten()
                 mask = data.loss_mask
                 values, log_prob, entropy = self.policy.evaluate_sequences(
-                    data.observations, actions, data.memory, data.anchors, data.episode_start, data.start_step, data.valid
+                    data.observations,
+                    actions,
+                    data.memory,
+                    data.anchors,
+                    data.episode_start,
+                    data.start_step,
+                    data.valid,
                 )
                 advantages = data.advantages
                 if self.normalize_advantage and mask.sum() > 1:
@@ -359,4 +373,3 @@ class PPOELMUR(OnPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_state", "_segment_observations"]
-

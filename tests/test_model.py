@@ -13,7 +13,7 @@ def make_model(norm_first: bool, memory_size: int, segment_len: int = 4) -> Elmu
     )
     with torch.no_grad():  # make every bias and the initial memory matter
         for name, p in model.named_parameters():
-            if "bias" in name and p.dim() == 2 or name == "initial_memory":
+            if ("bias" in name and p.dim() == 2) or name == "initial_memory":
                 p.normal_()
     return model.eval()
 
@@ -61,7 +61,9 @@ def test_step_mode_cost_does_not_depend_on_episode_step():
     """The state has a fixed size: a step at t = 10^6 touches the same tensors as at t = 10."""
     model = make_model(False, 4)
     state = model.initial_state(2)
-    far = state._replace(step=torch.tensor([10, 10**6]), anchors=torch.tensor([[[3, 7, -1, -1]] * 2, [[10**6 - 5] * 4] * 2]))
+    far = state._replace(
+        step=torch.tensor([10, 10**6]), anchors=torch.tensor([[[3, 7, -1, -1]] * 2, [[10**6 - 5] * 4] * 2])
+    )
     with torch.no_grad():
         y, new_state = model.step(torch.randn(2, 5), far)
     assert torch.isfinite(y).all()

@@ -112,7 +112,9 @@ def test_evaluate_policy_carries_the_state():
         if local_vars["done"]:
             success.append(local_vars["info"]["is_success"])
 
-    rewards, lengths = evaluate_policy(model, model.env, n_eval_episodes=6, return_episode_rewards=True, callback=record)
+    rewards, lengths = evaluate_policy(
+        model, model.env, n_eval_episodes=6, return_episode_rewards=True, callback=record
+    )
     assert len(rewards) == 6 and len(success) == 6
     assert all(1 <= n <= 21 for n in lengths)
 
@@ -128,6 +130,6 @@ def test_episode_start_resets_per_environment():
     start = np.array([True, False, True])
     _, after_reset = model.predict(obs, state=state, episode_start=start)
     _, fresh = model.predict(obs)
-    for a, f, old in zip(after_reset, fresh, state, strict=True):
+    for a, f in zip(after_reset, fresh, strict=True):
         np.testing.assert_allclose(a[start], f[start], atol=1e-6)
         assert not np.allclose(a[~start], f[~start])
