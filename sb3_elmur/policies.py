@@ -252,6 +252,12 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         :return: the action(s) and the next state
         """
         self.set_training_mode(False)
+        for array in observation.values() if isinstance(observation, dict) else [observation]:
+            dtype = np.asarray(array).dtype
+            if dtype.kind not in "biuf":  # bool, int, unsigned, float
+                raise ValueError(
+                    f"observation has dtype {dtype}, expected a real number dtype like {self.observation_space}"
+                )
         obs_tensor, vectorized = self.obs_to_tensor(observation)
         n_envs = len(next(iter(obs_tensor.values())) if isinstance(obs_tensor, dict) else obs_tensor)
         state_tensors = self.initial_state(n_envs) if state is None else self.state_from_numpy(state, n_envs)
@@ -309,9 +315,15 @@ def check_observation_space(observation_space: spaces.Space) -> None:
             check_observation_space(sub)
         return
     if not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES):
+        name = type(observation_space).__name__
+        wrapper = (
+            "gymnasium.wrappers.FlattenObservation"
+            if isinstance(observation_space, spaces.Tuple)
+            else "a gymnasium.ObservationWrapper that encodes it as a fixed-size Box"
+        )
         raise ValueError(
-            f"observation space {type(observation_space).__name__} is not supported: use "
-            "gymnasium.wrappers.FlattenObservation (Tuple) or convert it to a Box/Discrete/Dict space"
+            f"observation space {name} is not supported (Box, Discrete, MultiDiscrete, MultiBinary or Dict of them): "
+            f"wrap the env with {wrapper}"
         )
 
 

@@ -5,6 +5,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -15,8 +16,15 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_elmur.buffers import ElmurRolloutBuffer, map_observations
 from sb3_elmur.model import ElmurState
-from sb3_elmur.policies import CnnElmurPolicy, ElmurActorCriticPolicy, ElmurPolicy, MultiInputElmurPolicy
+from sb3_elmur.policies import (
+    CnnElmurPolicy,
+    ElmurActorCriticPolicy,
+    ElmurPolicy,
+    MultiInputElmurPolicy,
+    check_observation_space,
+)
 
+SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 SelfPPOELMUR = TypeVar("SelfPPOELMUR", bound="PPOELMUR")
 
 
@@ -76,6 +84,15 @@ class PPOELMUR(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        env = maybe_make_env(env, verbose)
+        if env is not None:  # before SB3 wraps it, which fails obscurely on some spaces
+            check_observation_space(env.observation_space)
+            if not isinstance(env.action_space, SUPPORTED_ACTION_SPACES):
+                raise ValueError(
+                    f"action space {type(env.action_space).__name__} is not supported: use Box, Discrete, "
+                    "MultiDiscrete or MultiBinary actions"
+                    " (wrap the env in a gymnasium.ActionWrapper that maps one of them to yours)"
+                )
         super().__init__(
             policy,
             env,
@@ -95,7 +112,6 @@ class PPOELMUR(OnPolicyAlgorithm):
             seed=seed,
             device=device,
             _init_setup_model=False,
-            supported_action_spaces=(spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
         )
         self.batch_size = batch_size
         self.n_epochs = n_epochs
