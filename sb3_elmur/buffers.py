@@ -27,8 +27,8 @@ class ElmurSequenceSamples(NamedTuple):
     loss_mask: th.Tensor  # (B * S * L,) true for steps of this rollout (not padding, not the previous rollout's)
     memory: th.Tensor  # (B, n, M, d) memory at the sequence start
     anchors: th.Tensor  # (B, n, M)
-    episode_start: th.Tensor  # (B,) the sequence starts its episode
-    start_step: th.Tensor  # (B,) episode step of the first token
+    start_step: th.Tensor  # (B, S) episode step of each segment's first token
+    episode_start: th.Tensor  # (B, S) the segment begins an episode
     valid: th.Tensor  # (B, S, L) real tokens
 
 
@@ -138,41 +138,35 @@ class ElmurRolloutBuffer(RolloutBuffer):
     # --- training sequences ---------------------------------------------------------------------------------------
 
     def _build_sequences(self) -> None:
-        """Token index (n_seq, S * L) of every training sequence into the flat per-step arrays, and its start."""
+        """Cut each env's rollout into sequences of S consecutive segments (the last one padded).
+
+        Segments follow the episodes' own grid (step t in segment t // L), so an episode start opens a new segment;
+        the previous rollout's steps of the first segment (the prefix) are included without loss. Each sequence
+        gets its token index (into the flat per-step arrays), per-segment start step and episode-start flag, and
+        the stored memory at its first segment.
+        """
         L, S, T, E = self.segment_len, self.sequence_segments, self.buffer_size, self.n_envs
         n_tokens = T * E  # flat index e * T + i for step i of env e; then the prefixes; then one padding row
-        pad = n_tokens + E * max(L - 1, 0)
-        index, memory_at, start_step, episode_start = [], [], [], []
+        self.n_loss_tokens, self.pad_index = n_tokens, n_tokens + E * max(L - 1, 0)
+        index, start_step, memory_at = [], [], []
         for e in range(E):
-            steps, prefix = self.episode_steps[:, e], int(self.prefix_len[e])
+            prefix = int(self.prefix_len[e])
             tokens = np.concatenate([n_tokens + e * (L - 1) + np.arange(prefix), e * T + np.arange(T)])
-            token_steps = np.concatenate([steps[0] - prefix + np.arange(prefix), steps])
-            # segment starts (positions in tokens); a sequence begins at a chunk start or every S segments after it
-            segment_starts = np.flatnonzero(token_steps % L == 0)
-            if len(segment_starts) == 0 or segment_starts[0] != 0:
-                segment_starts = np.concatenate([[0], segment_starts])
-            bounds = np.append(segment_starts, len(tokens))
-            chunk_segment = 0
-            for k, (a, b) in enumerate(itertools.pairwise(bounds)):
-                starts_episode = token_steps[a] == 0
-                if starts_episode or k == 0:
-                    chunk_segment = 0
-                if chunk_segment % S == 0:
-                    index.append(np.full(S * L, pad, dtype=np.int64))
-                    memory_at.append(self.memory_index[max(a - prefix, 0), e])
-                    start_step.append(token_steps[a])
-                    episode_start.append(starts_episode)
-                    offset = 0
-                index[-1][offset : offset + b - a] = tokens[a:b]
-                offset += L
-                chunk_segment += 1
-                # the next chunk (new episode) starts a new sequence: the loop sees token_steps == 0 there
-        self.sequence_index = np.stack(index)
-        self.sequence_memory = np.asarray(memory_at)
-        self.sequence_start_step = np.asarray(start_step, dtype=np.int64)
-        self.sequence_episode_start = np.asarray(episode_start, dtype=bool)
+            steps = np.concatenate([self.episode_steps[0, e] - prefix + np.arange(prefix), self.episode_steps[:, e]])
+            segment_starts = np.union1d([0], np.flatnonzero(steps % L == 0))
+            n_sequences = -(-len(segment_starts) // S)
+            env_index = np.full((n_sequences, S, L), self.pad_index, dtype=np.int64)
+            env_start_step = np.full((n_sequences, S), -1, dtype=np.int64)  # -1: padding segment
+            for k, (a, b) in enumerate(itertools.pairwise(np.append(segment_starts, len(tokens)))):
+                env_index[k // S, k % S, : b - a] = tokens[a:b]
+                env_start_step[k // S, k % S] = steps[a]
+            index.append(env_index)
+            start_step.append(env_start_step)
+            memory_at.append(self.memory_index[np.maximum(segment_starts[::S] - prefix, 0), e])
+        self.sequence_index = np.concatenate(index)
+        self.sequence_start_step = np.concatenate(start_step)
+        self.sequence_memory = np.concatenate(memory_at)
         assert (self.sequence_memory >= 0).all(), "a sequence starts where no memory was stored"
-        self.n_loss_tokens, self.pad_index = n_tokens, pad
 
     def _flat(self, array: np.ndarray, prefix: np.ndarray | None = None) -> np.ndarray:
         """Per-step (T, E, ...) array as rows e * T + i, then prefix rows (or zeros), then one zero padding row."""
@@ -219,8 +213,8 @@ class ElmurRolloutBuffer(RolloutBuffer):
             loss_mask=th.as_tensor(tokens < self.n_loss_tokens, device=self.device),
             memory=self.stored_memory[memory_rows].to(self.device),
             anchors=self.stored_anchors[memory_rows].to(self.device),
-            episode_start=th.as_tensor(self.sequence_episode_start[sequences], device=self.device),
             start_step=th.as_tensor(self.sequence_start_step[sequences], device=self.device),
+            episode_start=th.as_tensor(self.sequence_start_step[sequences] == 0, device=self.device),
             valid=th.as_tensor(
                 (tokens != self.pad_index).reshape(len(sequences), self.sequence_segments, -1), device=self.device
             ),

@@ -299,31 +299,37 @@ class ElmurTransformer(nn.Module):
         memory: torch.Tensor,
         anchors: torch.Tensor,
         start_step: torch.Tensor,
+        episode_start: torch.Tensor,
         valid: torch.Tensor,
         memory_gradient: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Segment mode over sequences of whole segments, each segment of the batch in one causal pass.
+        """Segment mode over sequences of S segments, each segment of the batch in one causal pass.
 
-        :param features: (B, S, L, input_dim) tokens of S consecutive segments; padding only after the valid
-            tokens of a sequence
+        The segments of a sequence follow each other in time; a segment that begins an episode starts from the
+        initial memory, so one sequence can hold the end of one episode and the start of the next.
+
+        :param features: (B, S, L, input_dim) tokens; in each segment, padding only after the valid tokens
         :param memory: (B, n, M, d) memory at the start of each sequence
         :param anchors: (B, n, M) anchors at the start of each sequence
-        :param start_step: (B,) episode step of each sequence's first token (a multiple of L)
+        :param start_step: (B, S) episode step of each segment's first token (a multiple of L)
+        :param episode_start: (B, S) true where a segment begins an episode
         :param valid: (B, S, L) true for real tokens
         :param memory_gradient: let gradients flow from later segments through the memory written by earlier
             ones (truncated backpropagation through time over segments); if false the memory is detached
-        :return: outputs (B, S, L, d), and the memory (B, n, M, d) and anchors (B, n, M) after the last complete
-            segment
+        :return: outputs (B, S, L, d), and the memory (B, n, M, d) and anchors (B, n, M) after the last segment
         """
         S, L = features.shape[1:3]
         x = self.embed(features)
         memory, anchors = list(memory.unbind(1)), list(anchors.unbind(1))
         outputs = []
         for s in range(S):
-            steps = start_step[:, None] + s * L + torch.arange(L, device=x.device)  # (B, L)
+            steps = start_step[:, s, None] + torch.arange(L, device=x.device)  # (B, L)
             complete = valid[:, s].all(dim=1)  # a write needs the whole segment
+            fresh = episode_start[:, s]
             h = x[:, s]
             for i, layer in enumerate(self.layers):
+                memory[i] = torch.where(fresh[:, None, None], self.initial_memory[i], memory[i])
+                anchors[i] = anchors[i].masked_fill(fresh[:, None], -1)
                 h = layer(h, memory[i], anchors[i], steps)
                 new_memory, new_anchors = self._write(layer, memory[i], anchors[i], h, steps)
                 if not memory_gradient:

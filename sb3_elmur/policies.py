@@ -202,31 +202,30 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         actions: th.Tensor,
         memory: th.Tensor,
         anchors: th.Tensor,
-        episode_start: th.Tensor,
         start_step: th.Tensor,
+        episode_start: th.Tensor,
         valid: th.Tensor,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
-        """Values, log-probabilities and entropy of the actions of B sequences of S whole segments of L steps.
+        """Values, log-probabilities and entropy of the actions of B sequences of S segments of L steps.
 
         :param obs: observations, (B * S * L, ...) in sequence order
         :param actions: actions, (B * S * L, ...)
-        :param memory: (B, n, M, d) memory at each sequence start (ignored where ``episode_start``)
+        :param memory: (B, n, M, d) memory at each sequence start
         :param anchors: (B, n, M) anchors at each sequence start
-        :param episode_start: (B,) true where the sequence begins its episode (memory = initial memory)
-        :param start_step: (B,) episode step of each sequence's first token
-        :param valid: (B, S, L) true for real tokens (padding is last)
+        :param start_step: (B, S) episode step of each segment's first token
+        :param episode_start: (B, S) true where a segment begins an episode (its memory: the initial memory)
+        :param valid: (B, S, L) true for real tokens (padding is last in each segment)
         :return: values, log-probabilities and entropy, each (B * S * L,)
         """
         B, S, L = valid.shape
         n = self.trunks[0].n_layers
         outputs = []
         for i, (trunk, features) in enumerate(zip(self.trunks, self._trunk_features(obs), strict=True)):
-            trunk_memory, trunk_anchors = memory[:, i * n : (i + 1) * n], anchors[:, i * n : (i + 1) * n]
-            initial = trunk.initial_memory[None].expand_as(trunk_memory)
-            start_memory = th.where(episode_start[:, None, None, None], initial, trunk_memory)
-            start_anchors = trunk_anchors.masked_fill(episode_start[:, None, None], -1)
+            layers = slice(i * n, (i + 1) * n)
             features = features.reshape(B, S, L, -1)
-            y, _, _ = trunk(features, start_memory, start_anchors, start_step, valid, self.memory_gradient)
+            y, _, _ = trunk(
+                features, memory[:, layers], anchors[:, layers], start_step, episode_start, valid, self.memory_gradient
+            )
             outputs.append(y.reshape(B * S * L, -1))
         latent_pi = self.mlp_extractor.forward_actor(outputs[0])
         latent_vf = self.mlp_extractor.forward_critic(outputs[-1])

@@ -308,8 +308,8 @@ class PPOELMUR(OnPolicyAlgorithm):
                     actions,
                     data.memory,
                     data.anchors,
-                    data.episode_start,
                     data.start_step,
+                    data.episode_start,
                     data.valid,
                 )
                 advantages = data.advantages

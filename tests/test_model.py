@@ -41,9 +41,11 @@ def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int):
     valid = torch.zeros(B, S * L, dtype=torch.bool)
     valid[:, :T] = True
     fresh = model.initial_state(B)
+    start_step = (torch.arange(S) * L).expand(B, S)
+    episode_start = start_step == 0
     with torch.no_grad():
         segment_outputs, memory, anchors = model(
-            padded.view(B, S, L, 5), fresh.memory, fresh.anchors, torch.zeros(B, dtype=torch.long), valid.view(B, S, L)
+            padded.view(B, S, L, 5), fresh.memory, fresh.anchors, start_step, episode_start, valid.view(B, S, L)
         )
     segment_outputs = segment_outputs.reshape(B, S * L, -1)[:, :T]
     assert (step_outputs - segment_outputs).abs().max() <= 1e-5
@@ -55,6 +57,32 @@ def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int):
     else:  # the oldest slots were blended by later segments
         assert sorted(anchors[0, 0].tolist()) == written[-memory_size:]
     assert torch.equal(step_state.step, torch.full((B,), T))
+
+
+def test_segment_mode_restarts_memory_at_an_episode_start():
+    """One sequence may hold the end of an episode and the next one: the new episode starts from fresh memory."""
+    L = 4
+    model = make_model(False, 2, L)
+    first, second = torch.randn(1, 3 * L, 5), torch.randn(1, L + 2, 5)
+    _, first_state = run_steps(model, first)  # memory after 3 writes
+    second_outputs, _ = run_steps(model, second)  # a fresh episode
+    # sequence: segment 2 of the first episode (steps 8..11), then segments 0 and 1 of the second episode
+    features = torch.zeros(1, 3, L, 5)
+    features[0, 0], features[0, 1], features[0, 2, :2] = first[0, 2 * L :], second[0, :L], second[0, L:]
+    valid = torch.ones(1, 3, L, dtype=torch.bool)
+    valid[0, 2, 2:] = False
+    _, state_before = run_steps(model, first[:, : 2 * L])
+    with torch.no_grad():
+        outputs, _, _ = model(
+            features,
+            state_before.memory,
+            state_before.anchors,
+            torch.tensor([[2 * L, 0, L]]),
+            torch.tensor([[False, True, False]]),
+            valid,
+        )
+    assert (outputs[0, 1:].reshape(2 * L, -1)[: L + 2] - second_outputs[0]).abs().max() <= 1e-5
+    assert first_state.anchors.max() == 3 * L - 1
 
 
 def test_step_mode_cost_does_not_depend_on_episode_step():

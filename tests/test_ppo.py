@@ -39,7 +39,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
     actions = data.actions.long().flatten()
     with torch.no_grad():
         values, log_prob, _ = model.policy.evaluate_sequences(
-            data.observations, actions, data.memory, data.anchors, data.episode_start, data.start_step, data.valid
+            data.observations, actions, data.memory, data.anchors, data.start_step, data.episode_start, data.valid
         )
     mask = data.loss_mask
     assert mask.sum() == model.n_steps * model.n_envs  # every rollout step is trained on exactly once
