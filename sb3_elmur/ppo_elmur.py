@@ -1,5 +1,8 @@
 """PPO with an ELMUR policy: the recurrent state is the transformer's layer memory."""
 
+import io
+import pathlib
+import zipfile
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -387,5 +390,31 @@ class PPOELMUR(OnPolicyAlgorithm):
             progress_bar=progress_bar,
         )
 
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfPPOELMUR], path: str | pathlib.Path | io.BufferedIOBase, *args, **kwargs
+    ) -> SelfPPOELMUR:
+        """Load a model saved by :meth:`save` (arguments as SB3's ``load``); a corrupt file raises ValueError."""
+        check_checkpoint(path)
+        return super().load(path, *args, **kwargs)
+
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_state", "_segment_observations"]
+
+
+def check_checkpoint(path: str | pathlib.Path | io.BufferedIOBase) -> None:
+    """Raise ValueError unless ``path`` is a readable SB3 checkpoint (a zip with intact ``data`` and ``policy.pth``)."""
+    if isinstance(path, str | pathlib.Path) and not pathlib.Path(path).exists():
+        path = pathlib.Path(f"{path}.zip")  # SB3 adds the suffix too; a missing file raises FileNotFoundError below
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = {"data", "policy.pth"} - set(archive.namelist())
+            corrupt = archive.testzip()
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path} is not a PPOELMUR checkpoint: not a valid zip file ({error})") from error
+    if missing:
+        raise ValueError(f"{path} is not a PPOELMUR checkpoint: it lacks {sorted(missing)}")
+    if corrupt is not None:
+        raise ValueError(f"{path} is a corrupt checkpoint: zip member {corrupt!r} fails its checksum")
+    if isinstance(path, io.BufferedIOBase):
+        path.seek(0)
