@@ -302,6 +302,7 @@ class ElmurTransformer(nn.Module):
         episode_start: torch.Tensor,
         valid: torch.Tensor,
         memory_gradient: bool = True,
+        write_last: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Segment mode over sequences of S segments, each segment of the batch in one causal pass.
 
@@ -316,6 +317,7 @@ class ElmurTransformer(nn.Module):
         :param valid: (B, S, L) true for real tokens
         :param memory_gradient: let gradients flow from later segments through the memory written by earlier
             ones (truncated backpropagation through time over segments); if false the memory is detached
+        :param write_last: also write the last segment's memory (only the returned memory needs it)
         :return: outputs (B, S, L, d), and the memory (B, n, M, d) and anchors (B, n, M) after the last segment
         """
         S, L = features.shape[1:3]
@@ -331,6 +333,8 @@ class ElmurTransformer(nn.Module):
                 memory[i] = torch.where(fresh[:, None, None], self.initial_memory[i], memory[i])
                 anchors[i] = anchors[i].masked_fill(fresh[:, None], -1)
                 h = layer(h, memory[i], anchors[i], steps)
+                if s == S - 1 and not write_last:
+                    continue
                 new_memory, new_anchors = self._write(layer, memory[i], anchors[i], h, steps)
                 if not memory_gradient:
                     new_memory = new_memory.detach()

@@ -42,6 +42,8 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         by the earlier segments of the same training sequence (trains the write path); if false it is detached
     :param separate_critic_trunk: give the value function its own ELMUR trunk (and memory) instead of a value
         head on the actor's trunk
+    :param features_skip: feed the current step's features to the actor and critic MLPs beside the trunk output
+        (a direct path that does not go through attention and memory)
     """
 
     def __init__(
@@ -73,12 +75,16 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         norm_first: bool = False,
         memory_gradient: bool = True,
         separate_critic_trunk: bool = False,
+        features_skip: bool = False,
     ):
         check_observation_space(observation_space)
         check_elmur_config(d_model, n_layers, n_heads, memory_size, segment_len, lru_alpha, memory_init)
         if not share_features_extractor and not separate_critic_trunk:
             raise ValueError("share_features_extractor=False needs separate_critic_trunk=True")
         self.d_model = d_model
+        self.features_skip = features_skip
+        if optimizer_class is th.optim.Adam:  # one fused update for all of the many small tensors
+            optimizer_kwargs = {"foreach": True, **(optimizer_kwargs or {})}
         super().__init__(
             observation_space,
             action_space,
@@ -112,7 +118,10 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             norm_first=norm_first,
         )
         self.elmur_kwargs = dict(
-            trunk_kwargs, memory_gradient=memory_gradient, separate_critic_trunk=separate_critic_trunk
+            trunk_kwargs,
+            memory_gradient=memory_gradient,
+            separate_critic_trunk=separate_critic_trunk,
+            features_skip=features_skip,
         )
         # trunk 0 acts (and carries the value head unless there is a critic trunk); trunk 1 is the critic trunk
         self.trunks = nn.ModuleList(
@@ -124,7 +133,14 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         return dict(super()._get_constructor_parameters(), **self.elmur_kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = MlpExtractor(self.d_model, self.net_arch, self.activation_fn, self.device)
+        latent_dim = self.d_model + (self.features_dim if self.features_skip else 0)
+        self.mlp_extractor = MlpExtractor(latent_dim, self.net_arch, self.activation_fn, self.device)
+
+    def _latents(self, outputs: list[th.Tensor], features: list[th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
+        """Actor and critic latents from the trunk outputs (and the current step's features, with features_skip)."""
+        if self.features_skip:
+            outputs = [th.cat([o, f], dim=-1) for o, f in zip(outputs, features, strict=True)]
+        return self.mlp_extractor.forward_actor(outputs[0]), self.mlp_extractor.forward_critic(outputs[-1])
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -160,16 +176,12 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
 
     def _step_latents(self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor):
         state = self.reset_state(state, episode_starts)
+        features = self._trunk_features(obs)
         outputs, states = zip(
-            *(
-                trunk.step(f, s)
-                for trunk, f, s in zip(self.trunks, self._trunk_features(obs), self._split(state), strict=True)
-            ),
+            *(trunk.step(f, s) for trunk, f, s in zip(self.trunks, features, self._split(state), strict=True)),
             strict=True,
         )
-        latent_pi = self.mlp_extractor.forward_actor(outputs[0])
-        latent_vf = self.mlp_extractor.forward_critic(outputs[-1])
-        return latent_pi, latent_vf, _join(list(states))
+        return *self._latents(list(outputs), features), _join(list(states))
 
     def forward(  # type: ignore[override]
         self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor, deterministic: bool = False
@@ -219,16 +231,21 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         """
         B, S, L = valid.shape
         n = self.trunks[0].n_layers
-        outputs = []
-        for i, (trunk, features) in enumerate(zip(self.trunks, self._trunk_features(obs), strict=True)):
+        features, outputs = self._trunk_features(obs), []
+        for i, (trunk, trunk_features) in enumerate(zip(self.trunks, features, strict=True)):
             layers = slice(i * n, (i + 1) * n)
-            features = features.reshape(B, S, L, -1)
             y, _, _ = trunk(
-                features, memory[:, layers], anchors[:, layers], start_step, episode_start, valid, self.memory_gradient
+                trunk_features.reshape(B, S, L, -1),
+                memory[:, layers],
+                anchors[:, layers],
+                start_step,
+                episode_start,
+                valid,
+                memory_gradient=self.memory_gradient,
+                write_last=False,  # the memory after the sequence is not used
             )
             outputs.append(y.reshape(B * S * L, -1))
-        latent_pi = self.mlp_extractor.forward_actor(outputs[0])
-        latent_vf = self.mlp_extractor.forward_critic(outputs[-1])
+        latent_pi, latent_vf = self._latents(outputs, features)
         distribution = self._get_action_dist_from_latent(latent_pi)
         return self.value_net(latent_vf).flatten(), distribution.log_prob(actions), distribution.entropy()
 

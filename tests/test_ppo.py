@@ -51,6 +51,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
     [
         (TMaze, "ElmurPolicy", {}),
         (TMaze, "ElmurPolicy", dict(separate_critic_trunk=True, norm_first=True, memory_gradient=False)),
+        (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros")),
         (DictTMaze, "MultiInputElmurPolicy", {}),
     ],
 )
