@@ -1,0 +1,203 @@
+"""Speed and memory of PPOELMUR against sb3-contrib's RecurrentPPO, measured alternately in one invocation.
+
+    python benchmarks/speed.py                     # all envs, 3 repeats
+    python benchmarks/speed.py --envs CartPole-v1 --repeats 5 --steps 4096
+
+For each env, both algorithms get the same number of envs, n_steps, batch_size and n_epochs (RecurrentPPO's
+defaults: 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy). Each measurement runs in a
+fresh subprocess (clean peak memory), ELMUR and LSTM alternating; the table shows medians and the ratio ELMUR/LSTM
+(> 1 means ELMUR is faster for throughputs, slower for times and memory). Then: acting latency of ``predict`` for 8
+envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes for a 2048 x 8 rollout with 10^4-step episodes.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ENVS = {
+    "CartPole-v1": {},
+    "PassiveTMaze-v0": {"corridor_length": 100},
+    "popgym-RepeatPreviousEasy-v0": {},
+}
+COMMON = dict(n_steps=128, batch_size=128, n_epochs=10)
+
+
+def make_model(algo: str, env_id: str, env_kwargs: dict, n_envs: int):
+    import gymnasium as gym
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_elmur import PPOELMUR
+
+    if env_id.startswith("popgym"):
+        import popgym  # noqa: F401  (registers the popgym ids)
+    env = make_vec_env(env_id, n_envs=n_envs, env_kwargs=env_kwargs, seed=0)
+    assert isinstance(env.observation_space, gym.spaces.Space)
+    if algo == "elmur":
+        return PPOELMUR("ElmurPolicy", env, seed=0, **COMMON)
+    return RecurrentPPO("MlpLstmPolicy", env, seed=0, **COMMON)
+
+
+def child_throughput(algo: str, env_id: str, steps: int, n_envs: int) -> dict:
+    """One measurement: rollout time, update time and peak memory over ``steps`` environment steps."""
+    from stable_baselines3.common.callbacks import CallbackList
+
+    model = make_model(algo, env_id, ENVS[env_id], n_envs)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model.learn(model.n_steps * n_envs)  # warm-up: one rollout and one update
+    callback = CallbackList([])
+    model._setup_learn(steps, callback, reset_num_timesteps=False)
+    callback.init_callback(model)
+    rollout_time = update_time = 0.0
+    collected = 0
+    while collected < steps:
+        start = time.perf_counter()
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+        rollout_time += time.perf_counter() - start
+        start = time.perf_counter()
+        model.train()
+        update_time += time.perf_counter() - start
+        collected += model.n_steps * n_envs
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return dict(
+        train_fps=collected / (rollout_time + update_time),
+        rollout_fps=collected / rollout_time,
+        update_s=update_time / (collected / (model.n_steps * n_envs)),
+        peak_mib=(peak - baseline) / 1024,
+    )
+
+
+def child_latency(n_envs: int) -> dict:
+    """Median ``predict`` time for n_envs at episode steps ~10, ~10^5 and ~10^6 (states reached in segment mode)."""
+    import numpy as np
+    import torch
+
+    model = make_model("elmur", "PassiveTMaze-v0", {"corridor_length": 10**6}, n_envs)
+    policy, trunk = model.policy, model.policy.trunks[0]
+    L = trunk.segment_len
+    result = {}
+    for target in (10, 10**5, 10**6):
+        state = policy.initial_state(n_envs)
+        start = (target // L) * L
+        memory, anchors = state.memory, state.anchors
+        with torch.no_grad():  # reach step `start` with real writes, 256 segments per pass
+            for first in range(0, start, 256 * L):
+                S = min(256, (start - first) // L)
+                step0 = first + torch.arange(S)[None].expand(n_envs, S) * L
+                features = torch.rand(n_envs, S, L, 3)
+                valid = torch.ones(n_envs, S, L, dtype=torch.bool)
+                _, memory, anchors = trunk(features, memory, anchors, step0, step0 == 0, valid)
+        state = state._replace(memory=memory, anchors=anchors, step=torch.full((n_envs,), start))
+        numpy_state = tuple(a.numpy() for a in state)
+        obs = np.zeros((n_envs, 3), dtype=np.float32)
+        times = []
+        for _ in range(3 * L):  # three segments: includes the writes
+            begin = time.perf_counter()
+            _, numpy_state = model.predict(obs, state=numpy_state)
+            times.append(time.perf_counter() - begin)
+        result[str(target)] = statistics.median(times) * 1e3
+    return result
+
+
+def child_buffer(algo: str) -> dict:
+    """Bytes of the rollout buffer and of the recurrent state for 2048 x 8 steps of 10^4-step episodes."""
+    import numpy as np
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_elmur import PPOELMUR
+
+    env = make_vec_env("PassiveTMaze-v0", n_envs=8, env_kwargs=dict(corridor_length=10**4), seed=0)
+    if algo == "elmur":
+        model = PPOELMUR("ElmurPolicy", env, n_steps=2048, batch_size=128, seed=0)
+    else:
+        from sb3_contrib import RecurrentPPO
+
+        model = RecurrentPPO("MlpLstmPolicy", env, n_steps=2048, batch_size=128, seed=0)
+    callback = CallbackList([])
+    model._setup_learn(2048 * 8, callback)
+    callback.init_callback(model)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    buffer_bytes = sum(
+        v.nbytes if isinstance(v, np.ndarray | torch.Tensor) else 0 for v in vars(model.rollout_buffer).values()
+    )
+    if algo == "elmur":
+        buffer_bytes += sum(t.nbytes for t in model.rollout_buffer._memories + model.rollout_buffer._anchors)
+        state_bytes = sum(a.nbytes for a in model._last_state)
+    else:
+        state_bytes = sum(t.nbytes for pair in model._last_lstm_states for t in pair)
+    return dict(buffer_mib=buffer_bytes / 2**20, state_kib_per_env=state_bytes / 1024 / 8)
+
+
+def run_child(*args: str) -> dict:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=list(ENVS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8192, help="measured env steps per run (after warm-up)")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.child:
+        kind, *rest = args.child
+        if kind == "throughput":
+            print(json.dumps(child_throughput(rest[0], rest[1], args.steps, args.n_envs)))
+        elif kind == "latency":
+            print(json.dumps(child_latency(args.n_envs)))
+        else:
+            print(json.dumps(child_buffer(rest[0])))
+        return
+
+    common = ["--steps", str(args.steps), "--n-envs", str(args.n_envs), "--threads", str(args.threads)]
+    print(f"threads per process: {args.threads}; n_envs {args.n_envs}; {COMMON}; medians of {args.repeats} runs\n")
+    print(
+        "| env | train fps ELMUR | train fps LSTM | ratio | rollout fps ratio | update s ELMUR | update s LSTM "
+        "| update ratio | peak MiB ELMUR | peak MiB LSTM |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for env_id in args.envs:
+        runs: dict[str, list[dict]] = {"elmur": [], "lstm": []}
+        try:
+            for _ in range(args.repeats):
+                for algo in ("elmur", "lstm"):
+                    runs[algo].append(run_child(*common, "--child", "throughput", algo, env_id))
+        except subprocess.CalledProcessError as error:
+            print(f"| {env_id} | failed: {error.stderr.strip().splitlines()[-1]} |")
+            continue
+        med = {a: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for a, rs in runs.items()}
+        e, s = med["elmur"], med["lstm"]
+        print(
+            f"| {env_id} | {e['train_fps']:.0f} | {s['train_fps']:.0f} | {e['train_fps'] / s['train_fps']:.2f} "
+            f"| {e['rollout_fps'] / s['rollout_fps']:.2f} | {e['update_s']:.2f} | {s['update_s']:.2f} "
+            f"| {e['update_s'] / s['update_s']:.2f} | {e['peak_mib']:.0f} | {s['peak_mib']:.0f} |"
+        )
+
+    latency = run_child(*common, "--child", "latency")
+    print(f"\npredict latency, {args.n_envs} envs (ms): " + ", ".join(f"t~{k}: {v:.2f}" for k, v in latency.items()))
+    for far in ("100000", "1000000"):
+        print(f"ratio t~{far} / t~10: {latency[far] / latency['10']:.2f}")
+
+    buffers = {algo: run_child(*common, "--child", "buffer", algo) for algo in ("elmur", "lstm")}
+    print("\nrollout of 2048 x 8 steps, episodes of 10^4 steps:")
+    for algo, b in buffers.items():
+        print(f"  {algo}: buffer {b['buffer_mib']:.1f} MiB, recurrent state {b['state_kib_per_env']:.1f} KiB per env")
+
+
+if __name__ == "__main__":
+    main()
