@@ -317,37 +317,65 @@ class ElmurTransformer(nn.Module):
         :param valid: (B, S, L) true for real tokens
         :param memory_gradient: let gradients flow from later segments through the memory written by earlier
             ones (truncated backpropagation through time over segments); if false the memory is detached
-        :param write_last: also write the last segment's memory (only the returned memory needs it)
-        :return: outputs (B, S, L, d), and the memory (B, n, M, d) and anchors (B, n, M) after the last segment
+        :param write_last: also write the memory of the last segment (needed only by who reads the memory after it)
+        :return: outputs (B, S, L, d), the memory after each segment (B, S, n, M, d) and the anchors after the last
+            segment (B, n, M)
         """
         S, L = features.shape[1:3]
         x = self.embed(features)
         memory, anchors = list(memory.unbind(1)), list(anchors.unbind(1))
-        outputs = []
+        outputs, memories = [], []
         for s in range(S):
             steps = start_step[:, s, None] + torch.arange(L, device=x.device)  # (B, L)
             complete = valid[:, s].all(dim=1)  # a write needs the whole segment
             fresh = episode_start[:, s]
-            h = x[:, s]
+            h, written = x[:, s], []
             for i, layer in enumerate(self.layers):
                 memory[i] = torch.where(fresh[:, None, None], self.initial_memory[i], memory[i])
                 anchors[i] = anchors[i].masked_fill(fresh[:, None], -1)
                 h = layer(h, memory[i], anchors[i], steps)
-                if s == S - 1 and not write_last:
-                    continue
-                new_memory, new_anchors = self._write(layer, memory[i], anchors[i], h, steps)
-                if not memory_gradient:
-                    new_memory = new_memory.detach()
-                memory[i] = torch.where(complete[:, None, None], new_memory, memory[i])
-                anchors[i] = torch.where(complete[:, None], new_anchors, anchors[i])
+                if s < S - 1 or write_last:
+                    new_memory, new_anchors = self._write(layer, memory[i], anchors[i], h, steps)
+                    memory[i] = torch.where(complete[:, None, None], new_memory, memory[i])
+                    anchors[i] = torch.where(complete[:, None], new_anchors, anchors[i])
+                written.append(memory[i])
+                if not memory_gradient:  # the next segment reads it without a gradient path to this write
+                    memory[i] = memory[i].detach()
             outputs.append(h)
-        return self.final_norm(torch.stack(outputs, 1)), torch.stack(memory, 1), torch.stack(anchors, 1)
+            memories.append(torch.stack(written, 1))
+        return self.final_norm(torch.stack(outputs, 1)), torch.stack(memories, 1), torch.stack(anchors, 1)
 
     def _write(
         self, layer: ElmurLayer, memory: torch.Tensor, anchors: torch.Tensor, outputs: torch.Tensor, steps: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         candidates = layer.write_candidates(memory, anchors, outputs, steps)
         return lru_update(memory, anchors, candidates, steps[:, -1], self.lru_alpha)
+
+
+class MemoryReconstruction(nn.Module):
+    """Auxiliary decoder: learned per-position queries read a written memory and reconstruct its segment's inputs.
+
+    Trained with an MSE to the segment's features, it makes the write keep what the segment showed (an
+    observation-reconstruction loss, as Memory Gym's Transformer-XL PPO needed).
+
+    :param d_model: memory slot width
+    :param n_heads: attention heads of the read
+    :param segment_len: positions to reconstruct
+    :param target_dim: size of each position's features
+    """
+
+    def __init__(self, d_model: int, n_heads: int, segment_len: int, target_dim: int):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(segment_len, d_model) * 0.02)
+        self.read = Attention(d_model, n_heads)
+        self.out = nn.Linear(d_model, target_dim)
+
+    def forward(self, memory: torch.Tensor) -> torch.Tensor:
+        """(B, n, M, d) memory of every layer -> (B, L, target_dim) reconstructed segment."""
+        k, v = self.read.keys_values(memory.flatten(1, 2))  # (B, n * M, d)
+        queries = self.queries.expand(len(memory), -1, -1)
+        no_bias = torch.zeros(1, 1, 1, 1, device=memory.device)
+        return self.out(self.read(queries, k, v, no_bias))
 
 
 def check_elmur_config(

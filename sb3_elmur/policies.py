@@ -4,6 +4,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -17,7 +18,7 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_elmur.model import ElmurState, ElmurTransformer, check_elmur_config
+from sb3_elmur.model import ElmurState, ElmurTransformer, MemoryReconstruction, check_elmur_config
 
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
 
@@ -44,6 +45,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         head on the actor's trunk
     :param features_skip: feed the current step's features to the actor and critic MLPs beside the trunk output
         (a direct path that does not go through attention and memory)
+    :param reconstruction_coef: weight of an auxiliary loss (0 = off): after each complete training segment, a small
+        decoder reads the freshly written memory and reconstructs the segment's features (MSE); it trains the write
+        to keep what the segment showed
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         memory_gradient: bool = True,
         separate_critic_trunk: bool = False,
         features_skip: bool = False,
+        reconstruction_coef: float = 0.0,
     ):
         check_observation_space(observation_space)
         check_elmur_config(d_model, n_layers, n_heads, memory_size, segment_len, lru_alpha, memory_init)
@@ -122,10 +127,17 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             memory_gradient=memory_gradient,
             separate_critic_trunk=separate_critic_trunk,
             features_skip=features_skip,
+            reconstruction_coef=reconstruction_coef,
         )
         # trunk 0 acts (and carries the value head unless there is a critic trunk); trunk 1 is the critic trunk
         self.trunks = nn.ModuleList(
             ElmurTransformer(self.features_dim, **trunk_kwargs) for _ in range(2 if separate_critic_trunk else 1)
+        )
+        if reconstruction_coef < 0:
+            raise ValueError(f"reconstruction_coef must be >= 0, got {reconstruction_coef}")
+        self.reconstruction_coef = reconstruction_coef
+        self.reconstruction = (
+            MemoryReconstruction(d_model, n_heads, segment_len, self.features_dim) if reconstruction_coef > 0 else None
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
@@ -217,7 +229,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         start_step: th.Tensor,
         episode_start: th.Tensor,
         valid: th.Tensor,
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None, th.Tensor]:
         """Values, log-probabilities and entropy of the actions of B sequences of S segments of L steps.
 
         :param obs: observations, (B * S * L, ...) in sequence order
@@ -227,27 +239,37 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         :param start_step: (B, S) episode step of each segment's first token
         :param episode_start: (B, S) true where a segment begins an episode (its memory: the initial memory)
         :param valid: (B, S, L) true for real tokens (padding is last in each segment)
-        :return: values, log-probabilities and entropy, each (B * S * L,)
+        :return: values, log-probabilities and entropy, each (B * S * L,), and the weighted auxiliary
+            reconstruction loss (0 when ``reconstruction_coef`` is 0)
         """
         B, S, L = valid.shape
         n = self.trunks[0].n_layers
         features, outputs = self._trunk_features(obs), []
+        auxiliary_loss = th.zeros((), device=valid.device)
         for i, (trunk, trunk_features) in enumerate(zip(self.trunks, features, strict=True)):
             layers = slice(i * n, (i + 1) * n)
-            y, _, _ = trunk(
-                trunk_features.reshape(B, S, L, -1),
+            trunk_features = trunk_features.reshape(B, S, L, -1)
+            reconstruct = i == 0 and self.reconstruction is not None
+            y, memories, _ = trunk(
+                trunk_features,
                 memory[:, layers],
                 anchors[:, layers],
                 start_step,
                 episode_start,
                 valid,
                 memory_gradient=self.memory_gradient,
-                write_last=False,  # the memory after the sequence is not used
+                write_last=reconstruct,  # otherwise the memory after the sequence is not used
             )
             outputs.append(y.reshape(B * S * L, -1))
+            complete = valid.all(dim=-1)  # (B, S) segments that wrote memory
+            if reconstruct and complete.any():
+                decoded = self.reconstruction(memories[complete])  # (K, L, features_dim)
+                loss = F.mse_loss(decoded, trunk_features[complete].detach())
+                auxiliary_loss = self.reconstruction_coef * loss
         latent_pi, latent_vf = self._latents(outputs, features)
         distribution = self._get_action_dist_from_latent(latent_pi)
-        return self.value_net(latent_vf).flatten(), distribution.log_prob(actions), distribution.entropy()
+        values = self.value_net(latent_vf).flatten()
+        return values, distribution.log_prob(actions), distribution.entropy(), auxiliary_loss
 
     # --- user-facing predict --------------------------------------------------------------------------------------
 

@@ -297,7 +297,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         if self.clip_range_vf is not None:
             clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
 
-        entropy_losses, pg_losses, value_losses, clip_fractions = [], [], [], []
+        entropy_losses, pg_losses, value_losses, clip_fractions, auxiliary_losses = [], [], [], [], []
         continue_training = True
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
@@ -306,7 +306,7 @@ class PPOELMUR(OnPolicyAlgorithm):
                 if isinstance(self.action_space, spaces.Discrete):
                     actions = data.actions.long().flatten()
                 mask = data.loss_mask
-                values, log_prob, entropy = self.policy.evaluate_sequences(
+                values, log_prob, entropy, auxiliary_loss = self.policy.evaluate_sequences(
                     data.observations,
                     actions,
                     data.memory,
@@ -336,7 +336,8 @@ class PPOELMUR(OnPolicyAlgorithm):
                 else:
                     entropy_loss = -th.mean(entropy[mask])
                 entropy_losses.append(entropy_loss.item())
-                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss + auxiliary_loss
+                auxiliary_losses.append(auxiliary_loss.item())
 
                 with th.no_grad():
                     log_ratio = log_prob - data.old_log_prob
@@ -364,6 +365,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
         self.logger.record("train/clip_fraction", np.mean(clip_fractions))
         self.logger.record("train/loss", loss.item())
+        if self.policy.reconstruction is not None:
+            self.logger.record("train/reconstruction_loss", np.mean(auxiliary_losses))
         self.logger.record("train/explained_variance", explained_var)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())

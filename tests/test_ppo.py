@@ -38,7 +38,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
     (data,) = list(model.rollout_buffer.get(None))
     actions = data.actions.long().flatten()
     with torch.no_grad():
-        values, log_prob, _ = model.policy.evaluate_sequences(
+        values, log_prob, _, _ = model.policy.evaluate_sequences(
             data.observations, actions, data.memory, data.anchors, data.start_step, data.episode_start, data.valid
         )
     mask = data.loss_mask
@@ -51,7 +51,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
     [
         (TMaze, "ElmurPolicy", {}),
         (TMaze, "ElmurPolicy", dict(separate_critic_trunk=True, norm_first=True, memory_gradient=False)),
-        (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros")),
+        (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros", reconstruction_coef=1.0)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
     ],
 )
@@ -134,3 +134,24 @@ def test_episode_start_resets_per_environment():
     for a, f in zip(after_reset, fresh, strict=True):
         np.testing.assert_allclose(a[start], f[start], atol=1e-6)
         assert not np.allclose(a[~start], f[~start])
+
+
+def test_reconstruction_loss_trains_the_write_path():
+    """With reconstruction_coef > 0 the auxiliary loss reaches the write attention even without memory_gradient."""
+    model = make_model(reconstruction_coef=1.0, memory_gradient=False)
+    model.learn(90)
+    assert model.logger.name_to_value["train/reconstruction_loss"] > 0
+    (data,) = list(model.rollout_buffer.get(None))
+    *_, auxiliary_loss = model.policy.evaluate_sequences(
+        data.observations,
+        data.actions.long().flatten(),
+        data.memory,
+        data.anchors,
+        data.start_step,
+        data.episode_start,
+        data.valid,
+    )
+    model.policy.zero_grad()
+    auxiliary_loss.backward()
+    write = model.policy.trunks[0].layers[0].write_attn.query.weight.grad
+    assert write is not None and write.abs().sum() > 0

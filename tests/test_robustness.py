@@ -268,7 +268,8 @@ def test_million_step_episode_stays_finite_and_bounded():
         for start in range(0, steps, S * L):
             features = torch.rand(1, S, L, 3)
             start_step = start + torch.arange(S)[None] * L
-            outputs, memory, anchors = model(features, memory, anchors, start_step, start_step == 0, valid)
+            outputs, memories, anchors = model(features, memory, anchors, start_step, start_step == 0, valid)
+            memory = memories[:, -1]
             assert torch.isfinite(outputs).all() and torch.isfinite(memory).all()
             assert memory.norm(dim=-1).max() <= bound * (1 + 1e-5)
         assert anchors.max().item() == steps - 1
