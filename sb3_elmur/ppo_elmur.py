@@ -39,12 +39,14 @@ class PPOELMUR(OnPolicyAlgorithm):
     :param batch_size: minibatch size in environment steps, a multiple of ``sequence_segments * segment_len``:
         each minibatch holds ``batch_size // (sequence_segments * segment_len)`` whole training sequences
         (padded where an episode or the rollout ends)
+    :param ent_coef: entropy coefficient; 0.01 by default (SB3's PPO: 0), which keeps the choices that only memory
+        can inform explored until the memory informs them (T-Maze corridor 10: 46% success with 0, 100% with 0.01)
     :param sequence_segments: segments per training sequence. Each sequence starts from the memory stored during
         the rollout and runs its segments in order, so the memory written by one segment is read by the next
         (with gradient when the policy's ``memory_gradient`` is on)
 
     The other parameters: ``learning_rate``, ``n_steps`` (steps per environment per rollout), ``n_epochs``,
-    ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``, ``ent_coef``,
+    ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``,
     ``vf_coef``, ``max_grad_norm``, ``use_sde``, ``sde_sample_freq``, ``target_kl``, ``stats_window_size``,
     ``tensorboard_log``, ``policy_kwargs`` (the policy's ELMUR knobs: ``d_model``, ``n_layers``, ``n_heads``,
     ``memory_size``, ``segment_len``, ``lru_alpha``, ``memory_init``, ``norm_first``, ``memory_gradient``,
@@ -72,7 +74,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         clip_range: float | Schedule = 0.2,
         clip_range_vf: float | Schedule | None = None,
         normalize_advantage: bool = True,
-        ent_coef: float = 0.0,
+        ent_coef: float = 0.01,
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
         sequence_segments: int = 4,
