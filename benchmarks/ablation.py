@@ -1,0 +1,135 @@
+"""Ablations for learning through the memory: train each variant on the same tasks and seeds, print one table.
+
+    python benchmarks/ablation.py                                   # all variants, tasks and seeds below
+    python benchmarks/ablation.py --variants default no_reconstruction --tasks tmaze30 --seeds 0 1
+    python benchmarks/ablation.py --jobs 2                          # two trainings at a time (1 thread each)
+
+Each (variant, task, seed) is one job; its result is cached as JSON under benchmarks/results/ablation/ so an
+interrupted run resumes. Columns: final success rate (100 deterministic episodes on fresh envs; mean return where
+the task has no success), training steps until the rolling success of the last 100 training episodes first
+reached 0.95, and wall time.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ablation"
+
+# the library defaults are the "default" variant; every other variant changes one thing
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "reconstruction": {"policy_kwargs": {"reconstruction_coef": 1.0}},
+    "no_features_skip": {"policy_kwargs": {"features_skip": False}},
+    "no_memory_gradient": {"policy_kwargs": {"memory_gradient": False}},
+    "no_entropy": {"ent_coef": 0.0},
+}
+TASKS: dict[str, dict] = {
+    # cue crosses 3 segment boundaries
+    "tmaze30": {
+        "env_id": "PassiveTMaze-v0",
+        "env_kwargs": {"corridor_length": 30},
+        "steps": 300_000,
+        "policy_kwargs": {"segment_len": 10},
+    },
+    # self-attention alone carries the cue
+    "tmaze10": {
+        "env_id": "PassiveTMaze-v0",
+        "env_kwargs": {"corridor_length": 10},
+        "steps": 150_000,
+        "policy_kwargs": {"segment_len": 16},
+    },
+    "cartpole": {"env_id": "CartPole-v1", "env_kwargs": {}, "steps": 100_000, "policy_kwargs": {}},
+}
+
+
+def run_job(variant: str, task: str, seed: int) -> dict:
+    import numpy as np
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from sb3_elmur import PPOELMUR
+
+    torch.set_num_threads(1)
+    spec, changes = TASKS[task], dict(VARIANTS[variant])
+    policy_kwargs = {**spec["policy_kwargs"], **changes.pop("policy_kwargs", {})}
+
+    class StepsToThreshold(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.reached: int | None = None
+
+        def _on_step(self) -> bool:
+            buffer = self.model.ep_success_buffer
+            if self.reached is None and len(buffer) == buffer.maxlen and np.mean(buffer) >= 0.95:
+                self.reached = self.num_timesteps
+            return True
+
+    env = make_vec_env(spec["env_id"], n_envs=8, env_kwargs=spec["env_kwargs"], seed=seed)
+    model = PPOELMUR("ElmurPolicy", env, policy_kwargs=policy_kwargs, seed=seed, **changes)
+    callback = StepsToThreshold()
+    start = time.perf_counter()
+    model.learn(spec["steps"], callback=callback)
+    wall = time.perf_counter() - start
+
+    eval_env = make_vec_env(spec["env_id"], n_envs=8, env_kwargs=spec["env_kwargs"], seed=seed + 1000)
+    successes = []
+
+    def record(local_vars, _):
+        if local_vars["done"] and "is_success" in local_vars["info"]:
+            successes.append(local_vars["info"]["is_success"])
+
+    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=100, deterministic=True, callback=record)
+    return dict(
+        variant=variant,
+        task=task,
+        seed=seed,
+        steps=spec["steps"],
+        success=float(np.mean(successes)) if successes else None,
+        mean_return=float(mean_return),
+        steps_to_095=callback.reached,
+        wall_s=wall,
+    )
+
+
+def cached_job(variant: str, task: str, seed: int) -> dict:
+    path = RESULTS / f"{variant}__{task}__{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = run_job(variant, task, seed)
+    path.write_text(json.dumps(result))
+    print(f"done: {variant} {task} seed {seed}: {result}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    jobs = [(v, t, s) for t in args.tasks for v in args.variants for s in args.seeds]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(cached_job, *zip(*jobs, strict=True)))
+
+    print("\n| task | variant | seeds | success (each seed) | mean return | steps to 0.95 | wall s |")
+    print("|---|---|---|---|---|---|---|")
+    for task in args.tasks:
+        for variant in args.variants:
+            rows = [r for r in results if r["task"] == task and r["variant"] == variant]
+            success = ", ".join("-" if r["success"] is None else f"{r['success']:.2f}" for r in rows)
+            reached = ", ".join("-" if r["success"] is None else str(r["steps_to_095"] or "never") for r in rows)
+            mean_return = statistics.mean(r["mean_return"] for r in rows)
+            wall = statistics.mean(r["wall_s"] for r in rows)
+            print(f"| {task} | {variant} | {len(rows)} | {success} | {mean_return:.2f} | {reached} | {wall:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
