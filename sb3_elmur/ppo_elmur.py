@@ -36,9 +36,9 @@ class PPOELMUR(OnPolicyAlgorithm):
 
     Arguments keep the meaning they have in SB3's PPO and sb3-contrib's RecurrentPPO; what differs:
 
-    :param batch_size: minibatch size in environment steps, a multiple of ``sequence_segments * segment_len``:
-        each minibatch holds ``batch_size // (sequence_segments * segment_len)`` whole training sequences
-        (padded where an episode or the rollout ends)
+    :param batch_size: minibatch size in environment steps, at least one training sequence of
+        ``sequence_segments * segment_len`` steps: each minibatch holds ``batch_size // (sequence_segments *
+        segment_len)`` whole training sequences (rounded down; padded where an episode or the rollout ends)
     :param ent_coef: entropy coefficient; 0.01 by default (SB3's PPO: 0), which keeps the choices that only memory
         can inform explored until the memory informs them (T-Maze corridor 10: 46% success with 0, 100% with 0.01)
     :param sequence_segments: segments per training sequence. Each sequence starts from the memory stored during
@@ -142,9 +142,9 @@ class PPOELMUR(OnPolicyAlgorithm):
             raise ValueError("Policy must subclass ElmurActorCriticPolicy")
         segment_len = self.policy.segment_len
         tokens = self.sequence_segments * segment_len
-        if self.batch_size is None or self.batch_size < tokens or self.batch_size % tokens != 0:
+        if self.batch_size is None or self.batch_size < tokens:
             raise ValueError(
-                f"batch_size ({self.batch_size}) must be a multiple of sequence_segments * segment_len "
+                f"batch_size ({self.batch_size}) must be at least sequence_segments * segment_len "
                 f"({self.sequence_segments} * {segment_len} = {tokens}): minibatches hold whole training sequences"
             )
         self.rollout_buffer = ElmurRolloutBuffer(

@@ -68,7 +68,7 @@ def test_ppo_update_is_exact(env_class, policy, policy_kwargs):
 def test_batch_size_must_hold_whole_sequences():
     env = make_vec_env(TMaze, n_envs=1)
     with pytest.raises(ValueError, match="batch_size"):
-        PPOELMUR("ElmurPolicy", env, batch_size=100, sequence_segments=4, policy_kwargs=dict(segment_len=16))
+        PPOELMUR("ElmurPolicy", env, batch_size=63, sequence_segments=4, policy_kwargs=dict(segment_len=16))
     with pytest.raises(ValueError, match="segment_len"):
         PPOELMUR("ElmurPolicy", env, policy_kwargs=dict(segment_len=0))
 

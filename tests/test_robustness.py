@@ -105,7 +105,7 @@ def test_unsupported_action_space():
         (dict(policy_kwargs=dict(d_model=30, n_heads=4)), "divisible"),
         (dict(policy_kwargs=dict(lru_alpha=0.0)), "lru_alpha"),
         (dict(policy_kwargs=dict(lru_alpha=1.01)), "lru_alpha"),
-        (dict(batch_size=48, sequence_segments=2, policy_kwargs=dict(segment_len=16)), "batch_size"),
+        (dict(batch_size=24, sequence_segments=2, policy_kwargs=dict(segment_len=16)), "batch_size"),
         (dict(sequence_segments=0), "sequence_segments"),
     ],
 )
