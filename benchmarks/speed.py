@@ -90,7 +90,8 @@ def child_latency(n_envs: int) -> dict:
                 step0 = first + torch.arange(S)[None].expand(n_envs, S) * L
                 features = torch.rand(n_envs, S, L, 3)
                 valid = torch.ones(n_envs, S, L, dtype=torch.bool)
-                _, memory, anchors = trunk(features, memory, anchors, step0, step0 == 0, valid)
+                _, memories, anchors = trunk(features, memory, anchors, step0, step0 == 0, valid)
+                memory = memories[:, -1]
         state = state._replace(memory=memory, anchors=anchors, step=torch.full((n_envs,), start))
         numpy_state = tuple(a.numpy() for a in state)
         obs = np.zeros((n_envs, 3), dtype=np.float32)
