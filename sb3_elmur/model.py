@@ -103,13 +103,13 @@ class Attention(nn.Module):
     def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.key_value(x).chunk(2, dim=-1)  # (B, Tk, d) each
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        # x (B, Tq, d), k and v (B, Tk, d), bias (B or 1, H, Tq, Tk) with -inf where masked
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # x (B, Tq, d), k and v (B, Tk, d), bias (B or 1, H, Tq, Tk) with -inf where masked, or None
         (b, tq, d), tk, h = x.shape, k.shape[1], self.n_heads
         q = self.query(x).view(b, tq, h, d // h).transpose(1, 2)
         k = k.reshape(b, tk, h, d // h).transpose(1, 2)
         v = v.reshape(b, tk, h, d // h).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # (B, H, Tq, d/H)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
         return self.out(y.transpose(1, 2).reshape(b, tq, d))
 
 
@@ -374,8 +374,7 @@ class MemoryReconstruction(nn.Module):
         """(B, n, M, d) memory of every layer -> (B, L, target_dim) reconstructed segment."""
         k, v = self.read.keys_values(memory.flatten(1, 2))  # (B, n * M, d)
         queries = self.queries.expand(len(memory), -1, -1)
-        no_bias = torch.zeros(1, 1, 1, 1, device=memory.device)
-        return self.out(self.read(queries, k, v, no_bias))
+        return self.out(self.read(queries, k, v, None))
 
 
 def check_elmur_config(

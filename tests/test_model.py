@@ -27,36 +27,41 @@ def run_steps(model: ElmurTransformer, features: torch.Tensor):
     return torch.stack(outputs, 1), state
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("memory_size", [2, 8])  # fewer slots than segments (blends) and more (only replacements)
-def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int):
+def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, device: str):
     L, S, B = 4, 6, 3
     T = 5 * L + 2  # five whole segments and a partial one
-    model = make_model(norm_first, memory_size, L)
-    features = torch.randn(B, T, 5)
-    step_outputs, step_state = run_steps(model, features)
+    model = make_model(norm_first, memory_size, L).to(device)
+    with torch.device(device):  # every tensor below is made on the device
+        features = torch.randn(B, T, 5)
+        step_outputs, step_state = run_steps(model, features)
 
-    padded = torch.zeros(B, S * L, 5)
-    padded[:, :T] = features
-    valid = torch.zeros(B, S * L, dtype=torch.bool)
-    valid[:, :T] = True
-    fresh = model.initial_state(B)
-    start_step = (torch.arange(S) * L).expand(B, S)
-    episode_start = start_step == 0
-    with torch.no_grad():
-        segment_outputs, memories, anchors = model(
-            padded.view(B, S, L, 5), fresh.memory, fresh.anchors, start_step, episode_start, valid.view(B, S, L)
-        )
-    segment_outputs = segment_outputs.reshape(B, S * L, -1)[:, :T]
-    assert (step_outputs - segment_outputs).abs().max() <= 1e-5
-    assert (step_state.memory - memories[:, -1]).abs().max() <= 1e-5
-    assert torch.equal(step_state.anchors, anchors)
-    written = [L - 1 + L * s for s in range(5)]  # anchor = step of each segment's last token
-    if memory_size >= 5:
-        assert anchors[0, 0].tolist() == written + [-1] * (memory_size - 5)
-    else:  # the oldest slots were blended by later segments
-        assert sorted(anchors[0, 0].tolist()) == written[-memory_size:]
-    assert torch.equal(step_state.step, torch.full((B,), T))
+        padded = torch.zeros(B, S * L, 5)
+        padded[:, :T] = features
+        valid = torch.zeros(B, S * L, dtype=torch.bool)
+        valid[:, :T] = True
+        fresh = model.initial_state(B)
+        start_step = (torch.arange(S) * L).expand(B, S)
+        episode_start = start_step == 0
+        with torch.no_grad():
+            segment_outputs, memories, anchors = model(
+                padded.view(B, S, L, 5), fresh.memory, fresh.anchors, start_step, episode_start, valid.view(B, S, L)
+            )
+        segment_outputs = segment_outputs.reshape(B, S * L, -1)[:, :T]
+        assert (step_outputs - segment_outputs).abs().max() <= 1e-5
+        assert (step_state.memory - memories[:, -1]).abs().max() <= 1e-5
+        assert torch.equal(step_state.anchors, anchors)
+        written = [L - 1 + L * s for s in range(5)]  # anchor = step of each segment's last token
+        if memory_size >= 5:
+            assert anchors[0, 0].tolist() == written + [-1] * (memory_size - 5)
+        else:  # the oldest slots were blended by later segments
+            assert sorted(anchors[0, 0].tolist()) == written[-memory_size:]
+        assert torch.equal(step_state.step, torch.full((B,), T))
 
 
 def test_segment_mode_restarts_memory_at_an_episode_start():

@@ -14,7 +14,7 @@ SEGMENT = 4
 TINY = dict(d_model=16, n_layers=2, n_heads=2, memory_size=2, segment_len=SEGMENT)
 
 
-def make_model(env_class=TMaze, policy="ElmurPolicy", n_envs=3, **policy_kwargs) -> PPOELMUR:
+def make_model(env_class=TMaze, policy="ElmurPolicy", n_envs=3, device="cpu", **policy_kwargs) -> PPOELMUR:
     # corridor 20: episodes of up to 21 steps cross 5 segment boundaries and blend memory (2 slots);
     # n_steps = 30 is not a multiple of the segment length, so segments cross rollout boundaries
     env = make_vec_env(env_class, n_envs=n_envs, env_kwargs=dict(corridor_length=20), seed=1)
@@ -27,6 +27,7 @@ def make_model(env_class=TMaze, policy="ElmurPolicy", n_envs=3, **policy_kwargs)
         sequence_segments=2,
         policy_kwargs=dict(TINY, **policy_kwargs),
         seed=0,
+        device=device,
     )
 
 
@@ -63,6 +64,16 @@ def test_ppo_update_is_exact(env_class, policy, policy_kwargs):
     log_prob_error, value_error = rollout_log_prob_error(model)
     assert log_prob_error <= 1e-5 and value_error <= 1e-5
     assert model.rollout_buffer.prefix_len.max() > 0  # the check covered segments begun in the previous rollout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_ppo_update_is_exact_on_cuda():
+    model = make_model(device="cuda", reconstruction_coef=1.0)
+    model.learn(3 * 30 * 3)
+    assert model.logger.name_to_value["train/approx_kl"] <= 1e-6
+    assert model.logger.name_to_value["train/clip_fraction"] == 0
+    log_prob_error, value_error = rollout_log_prob_error(model)
+    assert log_prob_error <= 1e-5 and value_error <= 1e-5
 
 
 def test_batch_size_must_hold_whole_sequences():

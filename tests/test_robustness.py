@@ -159,12 +159,12 @@ def test_episode_does_not_depend_on_earlier_episodes(model):
         obs = np.stack([second[t], second[t]])
         obs_tensor, _ = model.policy.obs_to_tensor(obs)
         with torch.no_grad():
-            starts = torch.tensor([t == 0, t == 0])
+            starts = torch.tensor([t == 0, t == 0], device=model.device)
             dist, next_state = model.policy.get_distribution(
                 obs_tensor, model.policy.state_from_numpy(state, 2), starts
             )
-        state = tuple(a.numpy() for a in next_state)
-        probs.append(dist.distribution.probs.numpy())
+        state = tuple(a.cpu().numpy() for a in next_state)
+        probs.append(dist.distribution.probs.cpu().numpy())
     probs = np.stack(probs)
     np.testing.assert_allclose(probs[:, 0], probs[:, 1], atol=1e-6)
 
