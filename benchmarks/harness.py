@@ -1,0 +1,614 @@
+"""Benchmark harness: train (algorithm, env, seed, budget, hyperparameters) jobs, cache each result, table and plots.
+
+    python benchmarks/harness.py --name tmaze10 --env PassiveTMaze-v0 --env-kwargs '{"corridor_length": 10}' \\
+        --algorithms ppo_elmur recurrent_ppo ppo --seeds 0 1 --steps 150000
+    python benchmarks/harness.py --name tmaze10 --table-only      # table and plots of what is cached
+
+A job is a JSON-serialisable dict (see :func:`make_job`): algorithm, env id, env kwargs, wrappers (names from
+:data:`WRAPPERS`), seed, budget in environment steps, number of envs (8 for every algorithm), hyperparameters (on
+top of the algorithm's preset) and the evaluation settings. Its result is cached as
+``benchmarks/results/<name>/<algorithm>__<env>__s<seed>__<key>.json`` (key = hash of the job), with the trained
+model beside it (same stem, ``.zip``), so an interrupted run resumes and later evaluations reuse the model.
+
+Algorithms (:data:`ALGORITHMS`):
+
+- ``ppo_elmur``: PPOELMUR with its defaults (``ElmurPolicy``, or ``MultiInputElmurPolicy`` for Dict observations)
+- ``ppo_elmur_zoo``: PPOELMUR with the RL Zoo entry of the env (else ``default``) in
+  ``sb3_elmur/hyperparams/ppo_elmur.yml``; the zoo keys that are not PPOELMUR arguments (``n_timesteps``,
+  ``n_envs``, ``normalize``, ``env_wrapper``, ...) are not applied and are listed in the result as ``zoo_ignored``
+- ``recurrent_ppo``: sb3-contrib RecurrentPPO, ``MlpLstmPolicy``, defaults
+- ``recurrent_ppo_tuned``: RecurrentPPO with a hand-picked setting (:data:`RECURRENT_PPO_TUNED`), the best known for
+  it on the T-Maze
+- ``ppo``: SB3 PPO, ``MlpPolicy`` (no memory)
+
+Only the package's public API is used (``PPOELMUR``, the registered ``PassiveTMaze-v0``, ``sb3_elmur.TMaze``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import importlib.resources
+import inspect
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sb3_elmur import TMaze  # also registers PassiveTMaze-v0
+
+RESULTS = Path(__file__).resolve().parent / "results"
+N_ENVS = 8
+
+RECURRENT_PPO_TUNED: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "n_steps": 64,
+    "batch_size": 128,
+    "n_epochs": 10,
+    "ent_coef": 0.03,
+    "policy_kwargs": {"lstm_hidden_size": 64, "ortho_init": False},
+}
+# algorithm name -> (library, policy, preset hyperparameters)
+ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "ppo_elmur": ("ppo_elmur", "ElmurPolicy", {}),
+    "ppo_elmur_zoo": ("ppo_elmur", "ElmurPolicy", {}),  # preset read from the zoo yml per env
+    "recurrent_ppo": ("recurrent_ppo", "MlpLstmPolicy", {}),
+    "recurrent_ppo_tuned": ("recurrent_ppo", "MlpLstmPolicy", RECURRENT_PPO_TUNED),
+    "ppo": ("ppo", "MlpPolicy", {}),
+}
+DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
+
+
+# --- environments and wrappers ------------------------------------------------------------------------------------
+
+
+class SampledTMaze(TMaze):
+    """Passive T-Maze whose corridor length is drawn uniformly from ``[min_length, max_length]`` at every reset.
+
+    :param max_length: longest corridor
+    :param min_length: shortest corridor
+    """
+
+    def __init__(self, max_length: int = 30, min_length: int = 1, render_mode: str | None = None):
+        if not 1 <= min_length <= max_length:
+            raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
+        super().__init__(max_length, render_mode)
+        self.min_length, self.max_length = min_length, max_length
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        _, info = super().reset(seed=seed, options=options)
+        self.corridor_length = int(self.np_random.integers(self.min_length, self.max_length + 1))
+        return self._observation(), info  # the first observation does not depend on the length (cue only)
+
+
+def register_benchmark_envs() -> None:
+    """Register ``SampledTMaze-v0`` (kwargs ``max_length``, ``min_length``)."""
+    if "SampledTMaze-v0" not in gym.registry:
+        gym.register(id="SampledTMaze-v0", entry_point=SampledTMaze)
+
+
+register_benchmark_envs()
+
+
+class FloatBoxObservation(gym.ObservationWrapper):
+    """Any Discrete / MultiDiscrete / MultiBinary / Tuple / Box observation as a flat float32 Box.
+
+    Discrete parts become one-hot vectors (gymnasium's ``flatten``), so the same network input reaches every
+    algorithm. Needed for Tuple observations (POPGym Autoencode) and for MultiDiscrete ones, with which
+    RecurrentPPO 2.9.2 fails to construct (CountRecall, Concentration).
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        flat = spaces.flatten_space(env.observation_space)
+        self.observation_space = spaces.Box(
+            flat.low.astype(np.float32), flat.high.astype(np.float32), flat.shape, np.float32
+        )
+
+    def observation(self, observation):
+        return spaces.flatten(self.env.observation_space, observation).astype(np.float32)
+
+
+class PreviousActionReward(gym.Wrapper):
+    """Append the previous action (flattened, one-hot for discrete actions) and reward to a flat Box observation.
+
+    Zeros at the start of an episode. Put it after :class:`FloatBoxObservation`.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        if not isinstance(env.observation_space, spaces.Box) or len(env.observation_space.shape) != 1:
+            raise ValueError("PreviousActionReward needs a flat Box observation: apply FloatBoxObservation first")
+        self._action_dim = spaces.flatdim(env.action_space)
+        obs_space = env.observation_space
+        low = np.concatenate([obs_space.low, np.full(self._action_dim + 1, -np.inf)]).astype(np.float32)
+        high = np.concatenate([obs_space.high, np.full(self._action_dim + 1, np.inf)]).astype(np.float32)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+
+    def _extend(self, obs, action_vector: np.ndarray, reward: float) -> np.ndarray:
+        return np.concatenate([obs, action_vector, [reward]]).astype(np.float32)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self._extend(obs, np.zeros(self._action_dim, np.float32), 0.0), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        action_vector = spaces.flatten(self.env.action_space, action).astype(np.float32)
+        return self._extend(obs, action_vector, float(reward)), reward, terminated, truncated, info
+
+
+WRAPPERS: dict[str, Callable[[gym.Env], gym.Env]] = {
+    "float_box": FloatBoxObservation,
+    "prev_action_reward": PreviousActionReward,
+}
+
+
+def make_env(env_id: str, n_envs: int, env_kwargs: dict, wrappers: Sequence[str], seed: int, vec_env_cls=None):
+    """A VecEnv of ``n_envs`` Monitor-wrapped copies of the env, each then wrapped with ``wrappers`` in order."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    if env_id.startswith("popgym-"):
+        import popgym  # noqa: F401  (registers the popgym-* ids)
+
+    def wrap(env: gym.Env) -> gym.Env:
+        for name in wrappers:
+            env = WRAPPERS[name](env)
+        return env
+
+    return make_vec_env(
+        env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrap, vec_env_cls=vec_env_cls
+    )
+
+
+# --- jobs ---------------------------------------------------------------------------------------------------------
+
+
+def make_job(
+    algorithm: str,
+    env_id: str,
+    steps: int,
+    seed: int = 0,
+    env_kwargs: dict | None = None,
+    hyperparameters: dict | None = None,
+    wrappers: Sequence[str] = (),
+    n_envs: int = N_ENVS,
+    eval_episodes: int = 100,
+    deterministic: bool = True,
+) -> dict[str, Any]:
+    """A job: everything that determines its result (and its cache key)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}: one of {', '.join(ALGORITHMS)}")
+    for name in wrappers:
+        if name not in WRAPPERS:
+            raise ValueError(f"unknown wrapper {name!r}: one of {', '.join(WRAPPERS)}")
+    job = dict(
+        algorithm=algorithm,
+        env_id=env_id,
+        env_kwargs=dict(env_kwargs or {}),
+        wrappers=list(wrappers),
+        seed=int(seed),
+        steps=int(steps),
+        n_envs=int(n_envs),
+        hyperparameters=dict(hyperparameters or {}),
+        eval_episodes=int(eval_episodes),
+        deterministic=bool(deterministic),
+    )
+    json.dumps(job)  # must be JSON-serialisable (the cache key hashes it)
+    return job
+
+
+def job_key(job: dict[str, Any]) -> str:
+    """Hash of the job's canonical JSON (12 hex digits)."""
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def job_stem(job: dict[str, Any]) -> str:
+    env = job["env_id"].replace("/", "_")
+    return f"{job['algorithm']}__{env}__s{job['seed']}__{job_key(job)}"
+
+
+def job_paths(job: dict[str, Any], name: str, results: Path = RESULTS) -> tuple[Path, Path]:
+    """The job's result JSON and model zip."""
+    stem = results / name / job_stem(job)
+    return stem.with_suffix(".json"), stem.with_suffix(".zip")
+
+
+def zoo_hyperparameters(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """PPOELMUR arguments from the packaged zoo yml entry of ``env_id`` (else ``default``), and the ignored keys."""
+    import yaml
+
+    text = importlib.resources.files("sb3_elmur").joinpath("hyperparams/ppo_elmur.yml").read_text()
+    entries = yaml.safe_load(text)
+    entry = dict(entries.get(env_id, entries["default"]))
+    from sb3_elmur import PPOELMUR
+
+    accepted = set(inspect.signature(PPOELMUR.__init__).parameters) - {"self", "policy", "env", "_init_setup_model"}
+    if isinstance(entry.get("policy_kwargs"), str):
+        entry["policy_kwargs"] = _literal_dict_call(entry["policy_kwargs"])
+    used = {k: v for k, v in entry.items() if k in accepted}
+    ignored = {k: v for k, v in entry.items() if k not in accepted}
+    return used, ignored
+
+
+def _literal_dict_call(text: str) -> dict[str, Any]:
+    """``"dict(a=1, b=2)"`` -> ``{"a": 1, "b": 2}`` (literal values only)."""
+    call = ast.parse(text, mode="eval").body
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "dict") or call.args:
+        raise ValueError(f"expected dict(key=literal, ...), got {text!r}")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+
+
+def resolve_hyperparameters(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The constructor arguments of the job's algorithm (preset, then the job's own on top) and ignored zoo keys."""
+    _, _, preset = ALGORITHMS[job["algorithm"]]
+    ignored: dict[str, Any] = {}
+    if job["algorithm"] == "ppo_elmur_zoo":
+        preset, ignored = zoo_hyperparameters(job["env_id"])
+    merged = {**preset, **job["hyperparameters"]}
+    policy_kwargs = {**preset.get("policy_kwargs", {}), **job["hyperparameters"].get("policy_kwargs", {})}
+    if policy_kwargs:
+        merged["policy_kwargs"] = policy_kwargs
+    return merged, ignored
+
+
+def algorithm_class(library: str):
+    if library == "ppo_elmur":
+        from sb3_elmur import PPOELMUR
+
+        return PPOELMUR
+    if library == "recurrent_ppo":
+        from sb3_contrib import RecurrentPPO
+
+        return RecurrentPPO
+    from stable_baselines3 import PPO
+
+    return PPO
+
+
+def load_model(job: dict[str, Any], name: str, results: Path = RESULTS, device: str = "auto"):
+    """The trained model of a finished job."""
+    library, _, _ = ALGORITHMS[job["algorithm"]]
+    _, model_path = job_paths(job, name, results)
+    return algorithm_class(library).load(model_path, device=device)
+
+
+def _progress_callback(total: int, every: int):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Progress(BaseCallback):
+        """Print the timesteps every ``every`` steps; record a learning curve at each rollout end."""
+
+        def __init__(self):
+            super().__init__()
+            self.curve: list[dict[str, float]] = []
+            self.start = time.perf_counter()
+            self.next_print = every
+
+        def _on_step(self) -> bool:
+            if every > 0 and self.num_timesteps >= self.next_print:
+                rate = self.num_timesteps / (time.perf_counter() - self.start)
+                eta = (total - self.num_timesteps) / max(rate, 1e-9)
+                eta = max(eta, 0.0)
+                print(f"  {self.num_timesteps}/{total} steps, {rate:.0f} steps/s, ~{eta:.0f} s left", flush=True)
+                self.next_print = (self.num_timesteps // every + 1) * every
+            return True
+
+        def _on_rollout_end(self) -> None:
+            episodes = self.model.ep_info_buffer
+            if episodes:
+                point = dict(steps=self.num_timesteps, mean_return=float(np.mean([e["r"] for e in episodes])))
+                if self.model.ep_success_buffer:
+                    point["success"] = float(np.mean(self.model.ep_success_buffer))
+                self.curve.append(point)
+
+    return Progress()
+
+
+def evaluate(model, job: dict[str, Any], env=None) -> dict[str, Any]:
+    """Mean return (and success rate, where the env reports ``is_success``) over the job's evaluation episodes."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    if env is None:
+        env = make_env(job["env_id"], job["n_envs"], job["env_kwargs"], job["wrappers"], job["seed"] + 1000)
+    successes: list[bool] = []
+
+    def record(local_vars, _):
+        if local_vars["done"] and "is_success" in local_vars["info"]:
+            successes.append(bool(local_vars["info"]["is_success"]))
+
+    returns, _ = evaluate_policy(
+        model,
+        env,
+        n_eval_episodes=job["eval_episodes"],
+        deterministic=job["deterministic"],
+        callback=record,
+        return_episode_rewards=True,
+    )
+    env.close()
+    return dict(
+        mean_return=float(np.mean(returns)),
+        std_return=float(np.std(returns)),
+        success=float(np.mean(successes)) if successes else None,
+    )
+
+
+def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every: int = 50_000) -> dict[str, Any]:
+    """Train and evaluate one job (one thread); save the model to ``model_path`` if given."""
+    import torch
+
+    torch.set_num_threads(1)
+    library, policy, _ = ALGORITHMS[job["algorithm"]]
+    hyperparameters, ignored = resolve_hyperparameters(job)
+    env = make_env(job["env_id"], job["n_envs"], job["env_kwargs"], job["wrappers"], job["seed"])
+    if isinstance(env.observation_space, spaces.Dict):
+        policy = {"ppo_elmur": "MultiInputElmurPolicy", "recurrent_ppo": "MultiInputLstmPolicy"}.get(
+            library, "MultiInputPolicy"
+        )
+    model = algorithm_class(library)(policy, env, seed=job["seed"], **hyperparameters)
+    callback = _progress_callback(job["steps"], progress_every)
+    start = time.perf_counter()
+    model.learn(job["steps"], callback=callback)
+    wall = time.perf_counter() - start
+    env.close()
+    if model_path is not None:
+        model.save(model_path)
+    result = dict(
+        job=job,
+        key=job_key(job),
+        hyperparameters_used=hyperparameters,
+        zoo_ignored=ignored,
+        policy=policy,
+        steps_trained=int(model.num_timesteps),  # whole rollouts: SB3 PPO's 2048 x 8 steps can pass the budget
+        wall_s=wall,
+        curve=callback.curve,
+        **evaluate(model, job),
+    )
+    if library == "ppo_elmur":
+        result["elmur"] = elmur_config(model)
+    return result
+
+
+def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress_every: int = 50_000) -> dict:
+    """The job's cached result, else run it and cache it (JSON and model zip under ``results/name/``)."""
+    json_path, model_path = job_paths(job, name, results)
+    if json_path.exists():
+        return json.loads(json_path.read_text())
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"running {job_stem(job)}: {job['algorithm']} {job['env_id']} {job['env_kwargs']} seed {job['seed']}",
+        flush=True,
+    )
+    result = run_job(job, model_path, progress_every)
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(json_path)  # the JSON appears only once the job (and its model) is complete
+    print(f"done {job_stem(job)}: {summary(result)}", flush=True)
+    return result
+
+
+def run_jobs(jobs: Iterable[dict], name: str, results: Path = RESULTS, progress_every: int = 50_000) -> list[dict]:
+    """Run (or read) the jobs one at a time, in order."""
+    return [cached_job(job, name, results, progress_every) for job in jobs]
+
+
+def cached_results(name: str, results: Path = RESULTS) -> list[dict]:
+    """Every cached job result of a benchmark."""
+    return [json.loads(p.read_text()) for p in sorted((results / name).glob("*.json"))]
+
+
+def summary(result: dict) -> str:
+    success = "" if result.get("success") is None else f"success {result['success']:.2f}, "
+    return f"{success}mean return {result['mean_return']:.3f}, {result['wall_s']:.0f} s"
+
+
+# --- ELMUR horizon ------------------------------------------------------------------------------------------------
+
+
+def elmur_config(model) -> dict[str, Any]:
+    """``memory_size``, ``segment_len``, ``lru_alpha`` (and the other ELMUR knobs) of a PPOELMUR model."""
+    from sb3_elmur import ElmurPolicy
+
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(ElmurPolicy.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    config = {k: defaults[k] for k in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len", "lru_alpha")}
+    config.update({k: v for k, v in (model.policy_kwargs or {}).items() if k in config})
+    return config
+
+
+def horizon(memory_size: int, segment_len: int, lru_alpha: float, eps: float = 0.05) -> float:
+    """Steps after which a memory slot keeps a fraction ``eps`` of its content under LRU blending.
+
+    ``H(eps) = M * L * ln(eps) / ln(1 - lambda)``: a full memory rewrites its oldest slot every segment, so each
+    slot is blended once per ``M`` segments (``M * L`` steps) and keeps ``(1 - lambda)`` of its content each time.
+    """
+    if not 0 < lru_alpha < 1:
+        return math.inf if lru_alpha <= 0 else float(memory_size * segment_len)  # lambda 1: gone at the first rewrite
+    return memory_size * segment_len * math.log(eps) / math.log(1 - lru_alpha)
+
+
+# --- table and plots ----------------------------------------------------------------------------------------------
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(results: Sequence[dict]) -> str:
+    """One row per (algorithm, env, env kwargs, wrappers, steps): seeds, success and mean return (mean over seeds)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        job = r["job"]
+        group = (
+            job["algorithm"],
+            job["env_id"],
+            json.dumps(job["env_kwargs"], sort_keys=True),
+            "+".join(job["wrappers"]) or "-",
+            job["steps"],
+            json.dumps(job["hyperparameters"], sort_keys=True) if job["hyperparameters"] else "-",
+        )
+        groups.setdefault(group, []).append(r)
+    lines = [
+        "| algorithm | env | env kwargs | wrappers | budget (trained) | hyperparameters | seeds | success "
+        "| mean return | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (algorithm, env_id, kwargs, wrappers, steps, hp), rows in groups.items():
+        successes = [r["success"] for r in rows if r.get("success") is not None]
+        success = statistics.mean(successes) if successes else None
+        mean_return = statistics.mean(r["mean_return"] for r in rows)
+        wall = statistics.mean(r["wall_s"] for r in rows)
+        trained = max(r.get("steps_trained", steps) for r in rows)
+        lines.append(
+            f"| {algorithm} | {env_id} | {kwargs} | {wrappers} | {steps} ({trained}) | {hp} | {len(rows)} | "
+            f"{_fmt(success)} | {mean_return:.3f} | {wall:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (ImportError if matplotlib is missing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(results: Sequence[dict], path: Path) -> Path:
+    """One panel per env: the rolling training return (success where reported) against steps, per job."""
+    plt = pyplot()
+    envs = sorted({(r["job"]["env_id"], json.dumps(r["job"]["env_kwargs"], sort_keys=True)) for r in results})
+    fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.5), squeeze=False)
+    for ax, (env_id, kwargs) in zip(axes[0], envs, strict=True):
+        for r in results:
+            job = r["job"]
+            if (job["env_id"], json.dumps(job["env_kwargs"], sort_keys=True)) != (env_id, kwargs):
+                continue
+            curve = r.get("curve") or []
+            metric = "success" if curve and all("success" in p for p in curve) else "mean_return"
+            ax.plot(
+                [p["steps"] for p in curve],
+                [p[metric] for p in curve],
+                marker="." if len(curve) < 20 else None,
+                label=f"{job['algorithm']} s{job['seed']}",
+            )
+            ax.set_ylabel(metric.replace("_", " "))
+        ax.set_title(f"{env_id} {kwargs if kwargs != '{}' else ''}", fontsize=8)
+        ax.set_xlabel("environment steps")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_final(results: Sequence[dict], path: Path) -> Path:
+    """Bar chart: per env, the evaluation metric (success if reported, else mean return) of each algorithm."""
+    plt = pyplot()
+    algorithms = sorted({r["job"]["algorithm"] for r in results})
+    envs = sorted({r["job"]["env_id"] + " " + json.dumps(r["job"]["env_kwargs"], sort_keys=True) for r in results})
+    width = 0.8 / max(len(algorithms), 1)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(envs) * len(algorithms) * 0.6 + 2), 3.5))
+    for i, algorithm in enumerate(algorithms):
+        values = []
+        for env in envs:
+            rows = [
+                r
+                for r in results
+                if r["job"]["algorithm"] == algorithm
+                and r["job"]["env_id"] + " " + json.dumps(r["job"]["env_kwargs"], sort_keys=True) == env
+            ]
+            metric = [r["success"] if r.get("success") is not None else r["mean_return"] for r in rows]
+            values.append(statistics.mean(metric) if metric else np.nan)
+        ax.bar(np.arange(len(envs)) + i * width, values, width, label=algorithm)
+    ax.set_xticks(np.arange(len(envs)) + 0.4 - width / 2)
+    ax.set_xticklabels([e.replace(" {}", "") for e in envs], rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel("success (else mean return)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_plots(results: Sequence[dict], directory: Path) -> list[Path]:
+    """Learning curves and final-metric bars as PNG under ``directory`` (skipped if matplotlib is missing)."""
+    try:
+        pyplot()
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install matplotlib)")
+        return []
+    return [
+        plot_learning_curves(results, directory / "learning_curves.png"),
+        plot_final(results, directory / "final.png"),
+    ]
+
+
+# --- CLI ----------------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True, help="benchmark name: results go to benchmarks/results/<name>/")
+    parser.add_argument("--env", default="PassiveTMaze-v0")
+    parser.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON dict")
+    parser.add_argument("--wrappers", nargs="*", default=[], choices=list(WRAPPERS))
+    parser.add_argument("--algorithms", nargs="+", default=DEFAULT_ALGORITHMS, choices=list(ALGORITHMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=100_000, help="training budget per job (environment steps)")
+    parser.add_argument(
+        "--hyperparams", type=json.loads, default={}, help="JSON dict {algorithm: {argument: value}} on the presets"
+    )
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--stochastic", action="store_true", help="evaluate with sampled actions")
+    parser.add_argument("--progress-every", type=int, default=50_000, help="print the timesteps every N steps")
+    parser.add_argument("--table-only", action="store_true", help="only the table and plots of the cached results")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    if args.table_only:
+        results = cached_results(args.name, args.results)
+    else:
+        jobs = [
+            make_job(
+                algorithm,
+                args.env,
+                args.steps,
+                seed,
+                args.env_kwargs,
+                args.hyperparams.get(algorithm, {}),
+                args.wrappers,
+                eval_episodes=args.eval_episodes,
+                deterministic=not args.stochastic,
+            )
+            for algorithm in args.algorithms
+            for seed in args.seeds
+        ]
+        results = run_jobs(jobs, args.name, args.results, args.progress_every)
+    print()
+    print(markdown_table(results))
+    for path in write_plots(results, args.results / args.name):
+        print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
