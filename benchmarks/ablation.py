@@ -51,9 +51,8 @@ def run_job(variant: str, task: str, seed: int) -> dict:
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
 
-    from sb3_elmur import PPOELMUR
+    from sb3_elmur import PPOELMUR, evaluate_success
 
     torch.set_num_threads(1)
     spec, changes = TASKS[task], dict(VARIANTS[variant])
@@ -78,20 +77,14 @@ def run_job(variant: str, task: str, seed: int) -> dict:
     wall = time.perf_counter() - start
 
     eval_env = make_vec_env(spec["env_id"], n_envs=8, env_kwargs=spec["env_kwargs"], seed=seed + 1000)
-    successes = []
-
-    def record(local_vars, _):
-        if local_vars["done"] and "is_success" in local_vars["info"]:
-            successes.append(local_vars["info"]["is_success"])
-
-    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=100, deterministic=True, callback=record)
+    success, mean_return = evaluate_success(model, eval_env, 100)
     return dict(
         variant=variant,
         task=task,
         seed=seed,
         steps=spec["steps"],
-        success=float(np.mean(successes)) if successes else None,
-        mean_return=float(mean_return),
+        success=success,
+        mean_return=mean_return,
         steps_to_095=callback.reached,
         wall_s=wall,
     )

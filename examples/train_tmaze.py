@@ -6,25 +6,16 @@ python examples/train_tmaze.py --corridor 30 --segment-len 10 --steps 300000
 
 import argparse
 
-import numpy as np
 import torch
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_elmur import PPOELMUR
+from sb3_elmur import PPOELMUR, evaluate_success
 
 
 def success_rate(model: PPOELMUR, corridor: int, episodes: int, seed: int) -> float:
     """Fraction of ``episodes`` T-Maze episodes that end at the cued arm, acting deterministically."""
     env = make_vec_env("PassiveTMaze-v0", n_envs=8, env_kwargs=dict(corridor_length=corridor), seed=seed)
-    successes = []
-
-    def record(local_vars, _):
-        if local_vars["done"]:
-            successes.append(local_vars["info"]["is_success"])
-
-    evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, callback=record)
-    return float(np.mean(successes))
+    return evaluate_success(model, env, episodes)[0]
 
 
 def main() -> None:

@@ -1,26 +1,17 @@
 """Learning sanity checks (slow: minutes each; run by benchmarks/slow_checks.sh, not by CI)."""
 
-import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_elmur import PPOELMUR
+from sb3_elmur import PPOELMUR, evaluate_success
 
 pytestmark = pytest.mark.slow
 
 
 def evaluate(model: PPOELMUR, env_id: str, env_kwargs: dict | None = None) -> tuple[float, float | None]:
     """Mean return and success rate over 100 deterministic episodes on fresh envs."""
-    env = make_vec_env(env_id, n_envs=8, env_kwargs=env_kwargs, seed=1000)
-    successes = []
-
-    def record(local_vars, _):
-        if local_vars["done"] and "is_success" in local_vars["info"]:
-            successes.append(local_vars["info"]["is_success"])
-
-    mean_return, _ = evaluate_policy(model, env, n_eval_episodes=100, deterministic=True, callback=record)
-    return mean_return, float(np.mean(successes)) if successes else None
+    success, mean_return = evaluate_success(model, make_vec_env(env_id, n_envs=8, env_kwargs=env_kwargs, seed=1000))
+    return mean_return, success
 
 
 @pytest.mark.parametrize("seed", [0, 1])

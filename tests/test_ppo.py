@@ -7,7 +7,7 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_elmur import PPOELMUR, TMaze
+from sb3_elmur import PPOELMUR, TMaze, evaluate_success
 from tests.conftest import DictTMaze
 
 SEGMENT = 4
@@ -166,3 +166,11 @@ def test_reconstruction_loss_trains_the_write_path():
     auxiliary_loss.backward()
     write = model.policy.trunks[0].layers[0].write_attn.query.weight.grad
     assert write is not None and write.abs().sum() > 0
+
+
+def test_evaluate_success():
+    model = make_model()
+    success, mean_return = evaluate_success(model, model.env, n_eval_episodes=6)
+    assert 0.0 <= success <= 1.0 and -2.0 <= mean_return <= 1.0
+    cartpole = make_vec_env("CartPole-v1", n_envs=1)  # no is_success: None
+    assert evaluate_success(PPOELMUR("ElmurPolicy", cartpole, n_steps=64), cartpole, 1)[0] is None
