@@ -1,0 +1,157 @@
+"""POPGym Easy tasks: PPOELMUR against RecurrentPPO and memoryless PPO at an equal budget.
+
+    pip install popgym==1.0.7
+    python benchmarks/popgym_suite.py                                  # every Easy task, 500k steps, seed 0
+    python benchmarks/popgym_suite.py --steps 1000000 --seeds 0 1 2
+    python benchmarks/popgym_suite.py --prev-action-reward             # observation + previous action and reward
+    python benchmarks/popgym_suite.py --tasks RepeatPreviousEasy --steps 2048 --name popgym_smoke
+
+Tasks: POPGym's Easy tasks that install from PyPI without extra packages (the Labyrinth tasks need mazelib and
+are left out). Every algorithm sees the same observation: ``float_box`` (``harness.FloatBoxObservation``:
+gymnasium's flatten, i.e. one-hot Discrete / MultiDiscrete parts, Tuple parts concatenated, as float32). It is
+needed for Autoencode (Tuple observation) and for CountRecall and Concentration (MultiDiscrete observation, with
+which sb3-contrib 2.9.2's RecurrentPPO fails to construct: torch rejects the numpy-integer LSTM input size); it
+is applied to every task so that all use one encoding. ``--prev-action-reward`` appends the previous action
+(flattened, one-hot if discrete) and reward (``harness.PreviousActionReward``).
+
+Score: POPGym scales each task's rewards so that an episode's return lies in [-1, 1] (e.g. +-1/(cards) per answer
+in RepeatPrevious, 1/max_episode_length per step in the CartPoles); the table reports that return, mean over
+``--eval-episodes`` (default 100) deterministic evaluation episodes after training (and seeds), as POPGym's
+normalised return in [-1, 1], per task and as the mean over tasks, plus the number of tasks where PPOELMUR is
+ahead of every other algorithm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
+DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
+
+
+def easy_tasks() -> list[str]:
+    """Names (``XxxEasy``) of the POPGym Easy tasks registered without extra packages (not Labyrinth)."""
+    from popgym.envs import ALL_EASY
+
+    return [
+        v["id"].removeprefix("popgym-").removesuffix("-v0") for v in ALL_EASY.values() if "Labyrinth" not in v["id"]
+    ]
+
+
+def suite_table(results: list[dict], tasks: list[str], algorithms: list[str], wrappers: list[str]) -> str:
+    """Per task the mean normalised return of each algorithm, the mean row and PPOELMUR's lead count."""
+    means: dict[tuple[str, str], float] = {}
+    for task in tasks:
+        for algorithm in algorithms:
+            rows = [
+                r for r in results if r["job"]["env_id"] == f"popgym-{task}-v0" and r["job"]["algorithm"] == algorithm
+            ]
+            if rows:
+                means[task, algorithm] = statistics.mean(r["mean_return"] for r in rows)
+    lines = [
+        f"Observation wrappers (all algorithms): {' + '.join(wrappers)}. Score: mean episode return, POPGym-normalised"
+        " to [-1, 1].",
+        "",
+        "| task | " + " | ".join(algorithms) + " |",
+        "|---|" + "---|" * len(algorithms),
+    ]
+    for task in tasks:
+        cells = [harness._fmt(means.get((task, a)), 3) for a in algorithms]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    column_means = []
+    for a in algorithms:
+        values = [means[t, a] for t in tasks if (t, a) in means]
+        column_means.append(harness._fmt(statistics.mean(values), 3) if len(values) == len(tasks) else "-")
+    lines.append("| **mean** | " + " | ".join(column_means) + " |")
+    elmur = next((a for a in algorithms if a.startswith("ppo_elmur")), None)
+    others = [a for a in algorithms if a != elmur]
+    if elmur and others:
+        complete = [t for t in tasks if all((t, a) in means for a in algorithms)]
+        ahead = [t for t in complete if all(means[t, elmur] > means[t, a] for a in others)]
+        lines.append("")
+        lines.append(
+            f"{elmur} ahead of {', '.join(others)} on {len(ahead)} of {len(complete)} tasks: {', '.join(ahead)}"
+        )
+    return "\n".join(lines)
+
+
+def plot_suite(results: list[dict], tasks: list[str], algorithms: list[str], path: Path) -> Path:
+    plt = harness.pyplot()
+    width = 0.8 / len(algorithms)
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(tasks) + 2), 4))
+    for i, algorithm in enumerate(algorithms):
+        values = []
+        for task in tasks:
+            rows = [
+                r["mean_return"]
+                for r in results
+                if r["job"]["env_id"] == f"popgym-{task}-v0" and r["job"]["algorithm"] == algorithm
+            ]
+            values.append(statistics.mean(rows) if rows else np.nan)
+        ax.bar(np.arange(len(tasks)) + i * width, values, width, label=algorithm)
+    ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2)
+    ax.set_xticklabels([t.removesuffix("Easy") for t in tasks], rotation=30, ha="right", fontsize=7)
+    ax.set_ylim(-1, 1)
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_ylabel("normalised return [-1, 1]")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default=None, help="benchmark name (default popgym_easy[_prev_action_reward])")
+    parser.add_argument("--tasks", nargs="+", default=None, help="e.g. RepeatPreviousEasy (default: all Easy)")
+    parser.add_argument("--algorithms", nargs="+", default=DEFAULT_ALGORITHMS, choices=list(harness.ALGORITHMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=500_000, help="training budget per job (all algorithms)")
+    parser.add_argument("--prev-action-reward", action="store_true", help="add previous action and reward")
+    parser.add_argument(
+        "--hyperparams", type=json.loads, default={}, help="JSON dict {algorithm: {argument: value}} on the presets"
+    )
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--progress-every", type=int, default=50_000)
+    parser.add_argument("--results", type=Path, default=harness.RESULTS)
+    args = parser.parse_args(argv)
+
+    tasks = args.tasks or easy_tasks()
+    wrappers = ["float_box"] + (["prev_action_reward"] if args.prev_action_reward else [])
+    name = args.name or ("popgym_easy_prev_action_reward" if args.prev_action_reward else "popgym_easy")
+    jobs = [
+        harness.make_job(
+            algorithm,
+            f"popgym-{task}-v0",
+            args.steps,
+            seed,
+            hyperparameters=args.hyperparams.get(algorithm, {}),
+            wrappers=wrappers,
+            eval_episodes=args.eval_episodes,
+        )
+        for task in tasks
+        for algorithm in args.algorithms
+        for seed in args.seeds
+    ]
+    results = harness.run_jobs(jobs, name, args.results, args.progress_every)
+    print(f"\nPOPGym Easy, {args.steps} steps per job, 8 envs, seeds {args.seeds}\n")
+    print(suite_table(results, tasks, args.algorithms, wrappers))
+    try:
+        harness.pyplot()
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install matplotlib)")
+        return
+    print(f"plot: {plot_suite(results, tasks, args.algorithms, args.results / name / 'popgym.png')}")
+
+
+if __name__ == "__main__":
+    main()
