@@ -1,0 +1,136 @@
+"""The benchmark harness (benchmarks/harness.py, benchmarks/tmaze_horizon.py) on tiny jobs."""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import harness
+import tmaze_horizon
+
+TINY = dict(
+    n_steps=32,
+    batch_size=64,
+    n_epochs=1,
+    policy_kwargs=dict(d_model=16, n_layers=1, n_heads=1, memory_size=2, segment_len=4),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    job = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3}, TINY, eval_episodes=8)
+    first = harness.run_jobs([job], "tiny", results, progress_every=0)[0]
+    return job, first, results
+
+
+def test_job_runs_and_is_cached(tiny_run):
+    job, first, results = tiny_run
+    json_path, model_path = harness.job_paths(job, "tiny", results)
+    assert json_path.exists() and model_path.exists()
+    assert first["job"] == job and first["steps_trained"] >= 256 and 0 <= first["success"] <= 1
+    assert first["elmur"]["segment_len"] == 4
+
+
+def test_second_run_is_skipped(tiny_run, monkeypatch):
+    job, first, results = tiny_run
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached job ran again")
+
+    monkeypatch.setattr(harness, "run_job", fail)
+    assert harness.run_jobs([job], "tiny", results) == [first]
+
+
+def test_key_depends_on_the_job():
+    job = harness.make_job("ppo", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3})
+    assert harness.job_key(job) == harness.job_key(dict(job))
+    assert harness.job_key(job) != harness.job_key({**job, "seed": 1})
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        harness.make_job("dqn", "PassiveTMaze-v0", 256)
+
+
+def test_table_contains_the_job(tiny_run):
+    _job, first, _ = tiny_run
+    table = harness.markdown_table([first])
+    row = next(line for line in table.splitlines() if line.startswith("| ppo_elmur |"))
+    assert "PassiveTMaze-v0" in row and '{"corridor_length": 3}' in row and "256" in row
+
+
+def test_plots(tiny_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    _, first, _ = tiny_run
+    paths = harness.write_plots([first], tmp_path)
+    assert paths and all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)
+
+
+def test_presets():
+    tuned, _ = harness.resolve_hyperparameters(harness.make_job("recurrent_ppo_tuned", "PassiveTMaze-v0", 1))
+    assert tuned["policy_kwargs"] == {"lstm_hidden_size": 64, "ortho_init": False} and tuned["n_steps"] == 64
+    pytest.importorskip("yaml")
+    zoo, ignored = harness.resolve_hyperparameters(
+        harness.make_job("ppo_elmur_zoo", "PassiveTMaze-v0", 1, hyperparameters={"n_epochs": 3})
+    )
+    assert zoo["n_epochs"] == 3 and zoo["policy_kwargs"]["segment_len"] == 16 and "n_timesteps" in ignored
+
+
+def test_horizon_formula():
+    # H(eps) = M * L * ln(eps) / ln(1 - lambda)
+    assert harness.horizon(4, 16, 0.79, 0.05) == pytest.approx(4 * 16 * math.log(0.05) / math.log(0.21))
+    assert harness.horizon(2, 10, 0.5, 0.25) == pytest.approx(40.0)  # two blends of 1/2 leave 1/4
+    assert harness.horizon(4, 16, 0.0) == math.inf
+
+
+def test_horizon_eval(tiny_run):
+    _job, first, results = tiny_run
+    evals = [tmaze_horizon.cached_eval(first, "tiny", n, episodes=6, n_envs=3, results=results) for n in (2, 7)]
+    assert [e["episodes"] for e in evals] == [6, 6]
+    assert [e["batch_steps"] for e in evals] == [2 * 3, 2 * 8]  # 2 rounds of corridor + 1 steps
+    assert all(0 <= e["success"] <= 1 for e in evals)
+    table = tmaze_horizon.horizon_table([first], evals, [2, 7])
+    assert "| ppo_elmur |" in table
+
+
+def test_probe(tiny_run):
+    job, _first, results = tiny_run
+    model = harness.load_model(job, "tiny", results)
+    cues, memories = tmaze_horizon.record_memory(model, corridor_length=9, episodes=6)
+    assert set(cues.tolist()) <= {0, 1} and len(memories) == 2  # boundaries after steps 4 and 8
+    assert memories[0].shape == (6, 1 * 2 * 16)
+    x = np.random.default_rng(0).normal(size=(400, 5))
+    y = (x[:, 0] > 0).astype(int)
+    assert tmaze_horizon.logistic_probe(x, y)["accuracy"] > 0.9
+
+
+def test_sampled_tmaze():
+    env = harness.SampledTMaze(max_length=5, min_length=2)
+    lengths = set()
+    for seed in range(30):
+        env.reset(seed=seed)
+        lengths.add(env.corridor_length)
+    assert lengths == {2, 3, 4, 5}
+
+
+def test_float_box_and_previous_action_reward():
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    class Tiny(gym.Env):
+        observation_space = spaces.MultiDiscrete([2, 3])
+        action_space = spaces.Discrete(3)
+
+        def reset(self, *, seed=None, options=None):
+            return np.array([1, 2]), {}
+
+        def step(self, action):
+            return np.array([0, 1]), 0.5, False, False, {}
+
+    env = harness.PreviousActionReward(harness.FloatBoxObservation(Tiny()))
+    obs, _ = env.reset()
+    np.testing.assert_array_equal(obs, [0, 1, 0, 0, 1, 0, 0, 0, 0])
+    obs, *_ = env.step(2)
+    np.testing.assert_array_equal(obs, [1, 0, 0, 1, 0, 0, 0, 1, 0.5])
+    assert obs.dtype == np.float32 and env.observation_space.shape == (9,)
