@@ -201,6 +201,13 @@ def test_zoo_commands_in_fresh_venv(mode, tmp_path):
     assert (tmp_path / "logs" / ALGO / "PassiveTMaze-v0_1" / "PassiveTMaze-v0.zip").is_file()
     out = zoo(python, "rl_zoo3.enjoy", *common, "-f", "logs/", "-n", "50", "--no-render", cwd=tmp_path)
     assert "Episode Reward" in out.stdout
+    # -i: continue training the saved agent (a new run folder, starting from the loaded weights)
+    trained = tmp_path / "logs" / ALGO / "PassiveTMaze-v0_1" / "PassiveTMaze-v0.zip"
+    out = zoo(
+        python, "rl_zoo3.train", *common, "-n", "256", "--eval-freq", "-1", "-i", str(trained), *TINY, cwd=tmp_path
+    )
+    assert "Loading pretrained agent" in out.stdout
+    assert (tmp_path / "logs" / ALGO / "PassiveTMaze-v0_2" / "PassiveTMaze-v0.zip").is_file()
 
     # Hook off: the zoo's own command does not know ppo_elmur, the sb3_elmur wrappers do
     off = {"SB3_ELMUR_NO_ZOO_HOOK": "1"}
