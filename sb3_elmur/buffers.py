@@ -42,9 +42,9 @@ class ElmurRolloutBuffer(RolloutBuffer):
 
     Besides SB3's per-step data it keeps, per step, the episode step of the observation; per environment, the
     observations of the segment that began in the previous rollout (the "prefix"); and the memory at the start
-    of every segment the rollout touches. :meth:`get` cuts each environment's rollout into chunks at episode
-    starts, extends each chunk back to its segment start (the prefix carries no loss), splits chunks into
-    sequences of ``sequence_segments`` segments and yields shuffled minibatches of whole sequences.
+    of every segment the rollout touches. :meth:`get` cuts each environment's rollout (after its prefix, which
+    carries no loss) into segments on each episode's own grid, groups ``sequence_segments`` consecutive segments
+    into a training sequence, and yields shuffled minibatches of whole sequences.
 
     :param segment_len: the policy's segment length L
     :param sequence_segments: segments per training sequence (the truncation of backpropagation through memory)
