@@ -28,7 +28,9 @@ def test_tmaze_within_one_segment(seed: int):
     """Corridor 10 with segment_len 16 > the 11-step episode: self-attention alone carries the cue."""
     env_kwargs = dict(corridor_length=10)
     env = make_vec_env("PassiveTMaze-v0", n_envs=8, env_kwargs=env_kwargs, seed=seed)
-    model = PPOELMUR("ElmurPolicy", env, policy_kwargs=dict(segment_len=16), seed=seed).learn(150_000)
+    # ent_coef 0.03 as in the zoo's PassiveTMaze-v0 entry (library default 0.01: seed 0 100%, seed 1 44%)
+    model = PPOELMUR("ElmurPolicy", env, ent_coef=0.03, policy_kwargs=dict(segment_len=16), seed=seed)
+    model.learn(150_000)
     _, success = evaluate(model, "PassiveTMaze-v0", env_kwargs)
     print(f"T-Maze corridor 10, segment 16, seed {seed}: success {success:.2f} after 150k steps")
     assert success >= 0.95
