@@ -136,9 +136,7 @@ def child_buffer(algo: str) -> dict:
 
 
 def run_child(*args: str) -> dict:
-    output = subprocess.run(
-        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
-    ).stdout
+    output = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
