@@ -7,7 +7,8 @@ For each env, both algorithms get the same number of envs, n_steps, batch_size a
 defaults: 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy). Each measurement runs in a
 fresh subprocess (clean peak memory), ELMUR and LSTM alternating; the table shows medians and the ratio ELMUR/LSTM
 (> 1 means ELMUR is faster for throughputs, slower for times and memory). Then: acting latency of ``predict`` for 8
-envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes for a 2048 x 8 rollout with 10^4-step episodes.
+envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes for a 2048 x 8 rollout at corridors 10^2, 10^4
+and 10^6 (episodes of up to that many steps).
 """
 
 import argparse
@@ -104,8 +105,8 @@ def child_latency(n_envs: int) -> dict:
     return result
 
 
-def child_buffer(algo: str) -> dict:
-    """Bytes of the rollout buffer and of the recurrent state for 2048 x 8 steps of 10^4-step episodes."""
+def child_buffer(algo: str, corridor: int) -> dict:
+    """Bytes of the rollout buffer and of the recurrent state for 2048 x 8 T-Maze steps at ``corridor``."""
     import numpy as np
     import torch
     from stable_baselines3.common.callbacks import CallbackList
@@ -113,7 +114,7 @@ def child_buffer(algo: str) -> dict:
 
     from sb3_elmur import PPOELMUR
 
-    env = make_vec_env("PassiveTMaze-v0", n_envs=8, env_kwargs=dict(corridor_length=10**4), seed=0)
+    env = make_vec_env("PassiveTMaze-v0", n_envs=8, env_kwargs=dict(corridor_length=corridor), seed=0)
     if algo == "elmur":
         model = PPOELMUR("ElmurPolicy", env, n_steps=2048, batch_size=128, seed=0)
     else:
@@ -160,7 +161,7 @@ def main() -> None:
         elif kind == "latency":
             print(json.dumps(child_latency(args.n_envs)))
         else:
-            print(json.dumps(child_buffer(rest[0])))
+            print(json.dumps(child_buffer(rest[0], int(rest[1]))))
         return
 
     common = ["--steps", str(args.steps), "--n-envs", str(args.n_envs), "--threads", str(args.threads)]
@@ -192,10 +193,14 @@ def main() -> None:
     for far in ("100000", "1000000"):
         print(f"ratio t~{far} / t~10: {latency[far] / latency['10']:.2f}")
 
-    buffers = {algo: run_child(*common, "--child", "buffer", algo) for algo in ("elmur", "lstm")}
-    print("\nrollout of 2048 x 8 steps, episodes of 10^4 steps:")
-    for algo, b in buffers.items():
-        print(f"  {algo}: buffer {b['buffer_mib']:.1f} MiB, recurrent state {b['state_kib_per_env']:.1f} KiB per env")
+    print("\nrollout of 2048 x 8 T-Maze steps (episodes up to corridor + 1 steps):")
+    for corridor in (10**2, 10**4, 10**6):
+        for algo in ("elmur", "lstm"):
+            b = run_child(*common, "--child", "buffer", algo, str(corridor))
+            print(
+                f"  corridor {corridor:>7}: {algo}: buffer {b['buffer_mib']:.1f} MiB, "
+                f"recurrent state {b['state_kib_per_env']:.1f} KiB per env"
+            )
 
 
 if __name__ == "__main__":
