@@ -26,6 +26,7 @@ VARIANTS: dict[str, dict] = {
     "no_features_skip": {"policy_kwargs": {"features_skip": False}},
     "no_memory_gradient": {"policy_kwargs": {"memory_gradient": False}},
     "no_entropy": {"ent_coef": 0.0},
+    "more_entropy": {"ent_coef": 0.03},
 }
 TASKS: dict[str, dict] = {
     # cue crosses 3 segment boundaries
