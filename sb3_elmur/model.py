@@ -214,19 +214,22 @@ class ElmurTransformer(nn.Module):
     :param lru_alpha: blend rate lambda of the LRU rule, in (0, 1]
     :param memory_init: initial memory of every episode, ``"learned"`` (a trained parameter) or ``"zeros"``
     :param norm_first: pre-norm instead of post-norm on the token path
+
+    The defaults users see live in :class:`~sb3_elmur.policies.ElmurActorCriticPolicy`.
     """
 
     def __init__(
         self,
         input_dim: int,
-        d_model: int = 64,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        memory_size: int = 4,
-        segment_len: int = 16,
-        lru_alpha: float = 0.79,
-        memory_init: str = "learned",
-        norm_first: bool = False,
+        *,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        memory_size: int,
+        segment_len: int,
+        lru_alpha: float,
+        memory_init: str,
+        norm_first: bool,
     ):
         super().__init__()
         check_elmur_config(d_model, n_layers, n_heads, memory_size, segment_len, lru_alpha, memory_init)

@@ -5,12 +5,21 @@ import torch
 
 from sb3_elmur.model import ElmurTransformer, distance_bucket
 
+CONFIG = dict(
+    d_model=16,
+    n_layers=2,
+    n_heads=2,
+    memory_size=4,
+    segment_len=4,
+    lru_alpha=0.79,
+    memory_init="learned",
+    norm_first=False,
+)
+
 
 def make_model(norm_first: bool, memory_size: int, segment_len: int = 4) -> ElmurTransformer:
     torch.manual_seed(0)
-    model = ElmurTransformer(
-        5, d_model=16, n_layers=2, n_heads=2, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first
-    )
+    model = ElmurTransformer(5, **dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first))
     with torch.no_grad():  # make every bias and the initial memory matter
         for name, p in model.named_parameters():
             if ("bias" in name and p.dim() == 2) or name == "initial_memory":
@@ -142,4 +151,4 @@ def test_distance_buckets_are_monotone_and_bounded():
 )
 def test_invalid_configuration_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ElmurTransformer(4, **kwargs)
+        ElmurTransformer(4, **dict(CONFIG, **kwargs))

@@ -254,7 +254,8 @@ def test_million_step_episode_stays_finite_and_bounded():
 
     torch.manual_seed(0)
     L, S, steps = 16, 250, 10**6
-    model = ElmurTransformer(3, d_model=32, n_layers=2, n_heads=2, memory_size=4, segment_len=L).eval()
+    config = dict(memory_size=4, segment_len=L, lru_alpha=0.79, memory_init="learned", norm_first=False)
+    model = ElmurTransformer(3, d_model=32, n_layers=2, n_heads=2, **config).eval()
     # candidates leave a LayerNorm: norm <= sqrt(d) * max|gamma| + |beta|; the initial memory is below that too
     bound = max(
         layer.norm_memory_ff.weight.abs().max().item() * 32**0.5 + layer.norm_memory_ff.bias.norm().item()
