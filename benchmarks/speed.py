@@ -117,10 +117,11 @@ def child_buffer(algo: str, corridor: int) -> dict:
     env = make_vec_env("PassiveTMaze-v0", n_envs=8, env_kwargs=dict(corridor_length=corridor), seed=0)
     if algo == "elmur":
         model = PPOELMUR("ElmurPolicy", env, n_steps=2048, batch_size=128, seed=0)
-    else:
+    else:  # "lstm": RecurrentPPO's default (256 units); "lstm64": as wide as ELMUR's default d_model
         from sb3_contrib import RecurrentPPO
 
-        model = RecurrentPPO("MlpLstmPolicy", env, n_steps=2048, batch_size=128, seed=0)
+        policy_kwargs = dict(lstm_hidden_size=64) if algo == "lstm64" else None
+        model = RecurrentPPO("MlpLstmPolicy", env, n_steps=2048, batch_size=128, seed=0, policy_kwargs=policy_kwargs)
     callback = CallbackList([])
     model._setup_learn(2048 * 8, callback)
     callback.init_callback(model)
@@ -195,7 +196,7 @@ def main() -> None:
 
     print("\nrollout of 2048 x 8 T-Maze steps (episodes up to corridor + 1 steps):")
     for corridor in (10**2, 10**4, 10**6):
-        for algo in ("elmur", "lstm"):
+        for algo in ("elmur", "lstm", "lstm64"):
             b = run_child(*common, "--child", "buffer", algo, str(corridor))
             print(
                 f"  corridor {corridor:>7}: {algo}: buffer {b['buffer_mib']:.1f} MiB, "
