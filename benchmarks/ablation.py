@@ -19,6 +19,12 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation"
 
+
+def linear_decay(progress_remaining: float) -> float:
+    """Learning rate 3e-4 decaying linearly to 0 over training (the RL Zoo's "lin_3e-4")."""
+    return 3e-4 * progress_remaining
+
+
 # the library defaults are the "default" variant; every other variant changes one thing
 VARIANTS: dict[str, dict] = {
     "default": {},
@@ -27,6 +33,7 @@ VARIANTS: dict[str, dict] = {
     "no_memory_gradient": {"policy_kwargs": {"memory_gradient": False}},
     "no_entropy": {"ent_coef": 0.0},
     "more_entropy": {"ent_coef": 0.03},
+    "lr_decay": {"learning_rate": linear_decay},
 }
 TASKS: dict[str, dict] = {
     # cue crosses 3 segment boundaries
