@@ -491,6 +491,15 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG (creating the folder) and close it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+    return path
+
+
 def plot_learning_curves(results: Sequence[dict], path: Path) -> Path:
     """One panel per env: the rolling training return (success where reported) against steps, per job."""
     plt = pyplot()
@@ -513,11 +522,7 @@ def plot_learning_curves(results: Sequence[dict], path: Path) -> Path:
         ax.set_title(f"{env_id} {kwargs if kwargs != '{}' else ''}", fontsize=8)
         ax.set_xlabel("environment steps")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_final(results: Sequence[dict], path: Path) -> Path:
@@ -543,11 +548,7 @@ def plot_final(results: Sequence[dict], path: Path) -> Path:
     ax.set_xticklabels([e.replace(" {}", "") for e in envs], rotation=20, ha="right", fontsize=7)
     ax.set_ylabel("success (else mean return)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_plots(results: Sequence[dict], directory: Path) -> list[Path]:

@@ -103,10 +103,7 @@ def plot_suite(results: list[dict], tasks: list[str], algorithms: list[str], pat
     ax.axhline(0, color="grey", linewidth=0.5)
     ax.set_ylabel("normalised return [-1, 1]")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return harness.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

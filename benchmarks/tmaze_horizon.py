@@ -240,10 +240,7 @@ def plot_horizon(train_results: list[dict], evals: list[dict], eps: float, path:
     ax.set_xlabel("corridor length (zero-shot; dotted: training length)")
     ax.set_ylabel("success rate")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return harness.save_figure(fig, path)
 
 
 def plot_probe(probes: list[dict], eps: float, path: Path) -> Path:
@@ -263,10 +260,7 @@ def plot_probe(probes: list[dict], eps: float, path: Path) -> Path:
     ax.set_xlabel("segments elapsed since the cue")
     ax.set_ylabel("probe test accuracy (cue from memory)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return harness.save_figure(fig, path)
 
 
 # --- CLI ----------------------------------------------------------------------------------------------------------
