@@ -19,6 +19,13 @@ Algorithms (:data:`ALGORITHMS`):
 - ``recurrent_ppo``: sb3-contrib RecurrentPPO, ``MlpLstmPolicy``, defaults
 - ``recurrent_ppo_tuned``: RecurrentPPO with a hand-picked setting (:data:`RECURRENT_PPO_TUNED`), the best known for
   it on the T-Maze
+- ``recurrent_ppo_zoo``: RecurrentPPO with the env's tuned entry in the installed rl_zoo3's ``ppo_lstm.yml``
+  (sb3-contrib's own tuning, e.g. ``CartPoleNoVel-v1``; needs the zoo extra)
+
+Hyperparameter values ``"lin_X"`` (``learning_rate``, ``clip_range``) mean a linear decay from X to 0, as in the
+RL Zoo. A job with ``normalize`` trains in a ``VecNormalize`` (observations and rewards) and is evaluated with the
+frozen observation statistics (saved beside the model as ``.pkl``). Env ids ending in ``NoVel-v<k>`` come from
+rl_zoo3 (velocity-masked classic control).
 - ``ppo``: SB3 PPO, ``MlpPolicy`` (no memory)
 
 Only the package's public API is used (``PPOELMUR``, the registered ``PassiveTMaze-v0``, ``sb3_elmur.TMaze``).
@@ -62,6 +69,7 @@ ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ppo_elmur_zoo": ("ppo_elmur", "ElmurPolicy", {}),  # preset read from the zoo yml per env
     "recurrent_ppo": ("recurrent_ppo", "MlpLstmPolicy", {}),
     "recurrent_ppo_tuned": ("recurrent_ppo", "MlpLstmPolicy", RECURRENT_PPO_TUNED),
+    "recurrent_ppo_zoo": ("recurrent_ppo", "MlpLstmPolicy", {}),  # preset read from rl_zoo3's ppo_lstm.yml per env
     "ppo": ("ppo", "MlpPolicy", {}),
 }
 DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
@@ -158,6 +166,8 @@ def make_env(env_id: str, n_envs: int, env_kwargs: dict, wrappers: Sequence[str]
 
     if env_id.startswith("popgym-"):
         import popgym  # noqa: F401  (registers the popgym-* ids)
+    if "NoVel-v" in env_id:
+        import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1, PendulumNoVel-v1, ...)
 
     def wrap(env: gym.Env) -> gym.Env:
         for name in wrappers:
@@ -183,6 +193,7 @@ def make_job(
     n_envs: int = N_ENVS,
     eval_episodes: int = 100,
     deterministic: bool = True,
+    normalize: bool = False,
 ) -> dict[str, Any]:
     """A job: everything that determines its result (and its cache key)."""
     if algorithm not in ALGORITHMS:
@@ -202,6 +213,8 @@ def make_job(
         eval_episodes=int(eval_episodes),
         deterministic=bool(deterministic),
     )
+    if normalize:  # only present when set, so the keys of earlier jobs stay valid
+        job["normalize"] = True
     json.dumps(job)  # must be JSON-serialisable (the cache key hashes it)
     return job
 
@@ -217,7 +230,7 @@ def job_stem(job: dict[str, Any]) -> str:
 
 
 def job_paths(job: dict[str, Any], name: str, results: Path = RESULTS) -> tuple[Path, Path]:
-    """The job's result JSON and model zip."""
+    """The job's result JSON and model zip (VecNormalize statistics, if any: the zip's stem + ``.pkl``)."""
     stem = results / name / job_stem(job)
     return stem.with_suffix(".json"), stem.with_suffix(".zip")
 
@@ -247,17 +260,54 @@ def _literal_dict_call(text: str) -> dict[str, Any]:
     return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
+def recurrent_ppo_zoo_hyperparameters(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """RecurrentPPO arguments from the installed rl_zoo3's ``ppo_lstm.yml`` entry of ``env_id``, and ignored keys."""
+    import rl_zoo3
+    import torch.nn as nn
+    import yaml
+
+    entries = yaml.safe_load((Path(rl_zoo3.__file__).parent / "hyperparams" / "ppo_lstm.yml").read_text())
+    if env_id not in entries:
+        raise ValueError(f"rl_zoo3's ppo_lstm.yml has no entry for {env_id!r}")
+    entry = dict(entries[env_id])
+    if isinstance(entry.get("policy_kwargs"), str):
+        entry["policy_kwargs"] = eval(entry["policy_kwargs"], {"nn": nn, "dict": dict})  # the zoo evaluates it too
+    ignored = {k: entry.pop(k) for k in ("n_envs", "n_timesteps", "policy", "normalize") if k in entry}
+    return entry, ignored
+
+
+def schedules(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """``"lin_X"`` values of ``learning_rate`` / ``clip_range`` as SB3 linear schedules from X to 0."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    out = dict(hyperparameters)
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(out.get(key), str) and out[key].startswith("lin_"):
+            out[key] = LinearSchedule(float(out[key][4:]), 0.0, 1.0)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
 def resolve_hyperparameters(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The constructor arguments of the job's algorithm (preset, then the job's own on top) and ignored zoo keys."""
     _, _, preset = ALGORITHMS[job["algorithm"]]
     ignored: dict[str, Any] = {}
     if job["algorithm"] == "ppo_elmur_zoo":
         preset, ignored = zoo_hyperparameters(job["env_id"])
+    if job["algorithm"] == "recurrent_ppo_zoo":
+        preset, ignored = recurrent_ppo_zoo_hyperparameters(job["env_id"])
     merged = {**preset, **job["hyperparameters"]}
     policy_kwargs = {**preset.get("policy_kwargs", {}), **job["hyperparameters"].get("policy_kwargs", {})}
     if policy_kwargs:
         merged["policy_kwargs"] = policy_kwargs
-    return merged, ignored
+    return schedules(merged), ignored
 
 
 def algorithm_class(library: str):
@@ -279,6 +329,29 @@ def load_model(job: dict[str, Any], name: str, results: Path = RESULTS, device: 
     library, _, _ = ALGORITHMS[job["algorithm"]]
     _, model_path = job_paths(job, name, results)
     return algorithm_class(library).load(model_path, device=device)
+
+
+def evaluation_env(job: dict[str, Any], training_env=None, n_envs: int | None = None, env_kwargs=None, seed=None):
+    """Fresh envs for evaluation (seed + 1000); with ``normalize``, frozen observation statistics of the training env
+    (or of the ``.pkl`` saved beside the model, passed as ``training_env``: a path)."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = make_env(
+        job["env_id"],
+        n_envs or job["n_envs"],
+        job["env_kwargs"] if env_kwargs is None else env_kwargs,
+        job["wrappers"],
+        job["seed"] + 1000 if seed is None else seed,
+    )
+    if not job.get("normalize"):
+        return env
+    if isinstance(training_env, (str, Path)):
+        env = VecNormalize.load(str(training_env), env)
+    else:
+        env = VecNormalize(env)
+        env.obs_rms = training_env.obs_rms.copy()
+    env.training, env.norm_reward = False, False
+    return env
 
 
 def _progress_callback(total: int, every: int):
@@ -318,7 +391,7 @@ def evaluate(model, job: dict[str, Any], env=None) -> dict[str, Any]:
     from stable_baselines3.common.evaluation import evaluate_policy
 
     if env is None:
-        env = make_env(job["env_id"], job["n_envs"], job["env_kwargs"], job["wrappers"], job["seed"] + 1000)
+        env = evaluation_env(job)
     successes: list[bool] = []
 
     def record(local_vars, _):
@@ -349,6 +422,10 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
     library, policy, _ = ALGORITHMS[job["algorithm"]]
     hyperparameters, ignored = resolve_hyperparameters(job)
     env = make_env(job["env_id"], job["n_envs"], job["env_kwargs"], job["wrappers"], job["seed"])
+    if job.get("normalize"):
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        env = VecNormalize(env, gamma=hyperparameters.get("gamma", 0.99))
     if isinstance(env.observation_space, spaces.Dict):
         policy = {"ppo_elmur": "MultiInputElmurPolicy", "recurrent_ppo": "MultiInputLstmPolicy"}.get(
             library, "MultiInputPolicy"
@@ -358,19 +435,22 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
     start = time.perf_counter()
     model.learn(job["steps"], callback=callback)
     wall = time.perf_counter() - start
-    env.close()
     if model_path is not None:
         model.save(model_path)
+        if job.get("normalize"):
+            env.save(str(model_path.with_suffix(".pkl")))
+    scores = evaluate(model, job, evaluation_env(job, env))
+    env.close()
     result = dict(
         job=job,
         key=job_key(job),
-        hyperparameters_used=hyperparameters,
+        hyperparameters_used=_jsonable(hyperparameters),
         zoo_ignored=ignored,
         policy=policy,
         steps_trained=int(model.num_timesteps),  # whole rollouts: SB3 PPO's 2048 x 8 steps can pass the budget
         wall_s=wall,
         curve=callback.curve,
-        **evaluate(model, job),
+        **scores,
     )
     if library == "ppo_elmur":
         result["elmur"] = elmur_config(model)
@@ -395,9 +475,18 @@ def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress
     return result
 
 
-def run_jobs(jobs: Iterable[dict], name: str, results: Path = RESULTS, progress_every: int = 50_000) -> list[dict]:
-    """Run (or read) the jobs one at a time, in order."""
-    return [cached_job(job, name, results, progress_every) for job in jobs]
+def run_jobs(
+    jobs: Iterable[dict], name: str, results: Path = RESULTS, progress_every: int = 50_000, parallel: int = 1
+) -> list[dict]:
+    """Run (or read) the jobs, ``parallel`` at a time (one process and one torch thread each); results in order."""
+    jobs = list(jobs)
+    if parallel <= 1:
+        return [cached_job(job, name, results, progress_every) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(parallel) as pool:
+        n = len(jobs)
+        return list(pool.map(cached_job, jobs, [name] * n, [results] * n, [progress_every] * n))
 
 
 def cached_results(name: str, results: Path = RESULTS) -> list[dict]:
@@ -458,15 +547,15 @@ def markdown_table(results: Sequence[dict]) -> str:
             job["algorithm"],
             job["env_id"],
             json.dumps(job["env_kwargs"], sort_keys=True),
-            "+".join(job["wrappers"]) or "-",
+            "+".join(job["wrappers"] + (["VecNormalize"] if job.get("normalize") else [])) or "-",
             job["steps"],
             json.dumps(job["hyperparameters"], sort_keys=True) if job["hyperparameters"] else "-",
         )
         groups.setdefault(group, []).append(r)
     lines = [
         "| algorithm | env | env kwargs | wrappers | budget (trained) | hyperparameters | seeds | success "
-        "| mean return | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mean return | per seed | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (algorithm, env_id, kwargs, wrappers, steps, hp), rows in groups.items():
         successes = [r["success"] for r in rows if r.get("success") is not None]
@@ -474,9 +563,14 @@ def markdown_table(results: Sequence[dict]) -> str:
         mean_return = statistics.mean(r["mean_return"] for r in rows)
         wall = statistics.mean(r["wall_s"] for r in rows)
         trained = max(r.get("steps_trained", steps) for r in rows)
+        per_seed = ", ".join(
+            f"s{r['job']['seed']}: "
+            + (_fmt(r["success"]) if r.get("success") is not None else f"{r['mean_return']:.3g}")
+            for r in sorted(rows, key=lambda r: r["job"]["seed"])
+        )
         lines.append(
             f"| {algorithm} | {env_id} | {kwargs} | {wrappers} | {steps} ({trained}) | {hp} | {len(rows)} | "
-            f"{_fmt(success)} | {mean_return:.3f} | {wall:.0f} |"
+            f"{_fmt(success)} | {mean_return:.3f} | {per_seed} | {wall:.0f} |"
         )
     return "\n".join(lines)
 
@@ -579,10 +673,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--hyperparams", type=json.loads, default={}, help="JSON dict {algorithm: {argument: value}} on the presets"
     )
+    parser.add_argument("--normalize", action="store_true", help="train in a VecNormalize (obs and reward)")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--stochastic", action="store_true", help="evaluate with sampled actions")
     parser.add_argument("--progress-every", type=int, default=50_000, help="print the timesteps every N steps")
     parser.add_argument("--table-only", action="store_true", help="only the table and plots of the cached results")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -600,11 +696,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 args.wrappers,
                 eval_episodes=args.eval_episodes,
                 deterministic=not args.stochastic,
+                normalize=args.normalize,
             )
             for algorithm in args.algorithms
             for seed in args.seeds
         ]
-        results = run_jobs(jobs, args.name, args.results, args.progress_every)
+        results = run_jobs(jobs, args.name, args.results, args.progress_every, args.jobs)
     print()
     print(markdown_table(results))
     for path in write_plots(results, args.results / args.name):

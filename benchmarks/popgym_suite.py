@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--progress-every", type=int, default=50_000)
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
     parser.add_argument("--results", type=Path, default=harness.RESULTS)
     args = parser.parse_args(argv)
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         for algorithm in args.algorithms
         for seed in args.seeds
     ]
-    results = harness.run_jobs(jobs, name, args.results, args.progress_every)
+    results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs)
     print(f"\nPOPGym Easy, {args.steps} steps per job, 8 envs, seeds {args.seeds}\n")
     print(suite_table(results, tasks, args.algorithms, wrappers))
     try:

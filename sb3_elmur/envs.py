@@ -79,6 +79,9 @@ class TMaze(gym.Env):
 
 
 def register_envs() -> None:
-    """Register ``PassiveTMaze-v0`` (kwarg ``corridor_length``) with gymnasium."""
+    """Register ``PassiveTMaze-v0`` (kwarg ``corridor_length``, default 10) and ``PassiveTMaze30-v0`` (corridor 30 by
+    default: the RL Zoo keys its tuned entries by env id, one per corridor length)."""
     if "PassiveTMaze-v0" not in gym.registry:
         gym.register(id="PassiveTMaze-v0", entry_point="sb3_elmur.envs:TMaze")
+    if "PassiveTMaze30-v0" not in gym.registry:
+        gym.register(id="PassiveTMaze30-v0", entry_point="sb3_elmur.envs:TMaze", kwargs={"corridor_length": 30})

@@ -81,6 +81,32 @@ def test_sampler_with_optuna():
     assert sample_ppo_elmur_params(fixed, 0, 2, {}) == convert_ppo_elmur_params(study.trials[0].params)
 
 
+ZOO_ONLY_KEYS = ("policy", "n_envs", "n_timesteps", "normalize", "env_wrapper", "env_kwargs")
+
+
+@pytest.mark.parametrize("entry", ["default", "PassiveTMaze-v0", "PassiveTMaze30-v0", "CartPoleNoVel-v1"])
+def test_yml_entries_construct_ppo_elmur(entry):
+    """The packaged yml's entries, read as the zoo reads them ("lin_X" schedules, policy_kwargs strings)."""
+    yaml = pytest.importorskip("yaml")
+    from stable_baselines3.common.utils import LinearSchedule
+
+    hyperparams = dict(yaml.safe_load(HYPERPARAMS_PATH.read_text())[entry])
+    env_id = "PassiveTMaze-v0" if entry == "default" else entry
+    if "NoVel" in env_id:
+        pytest.importorskip("rl_zoo3")
+        import rl_zoo3.import_envs  # noqa: F401
+    env = make_vec_env(env_id, n_envs=hyperparams["n_envs"], env_kwargs=hyperparams.get("env_kwargs"))
+    policy = hyperparams["policy"]
+    for key in ZOO_ONLY_KEYS:
+        hyperparams.pop(key, None)
+    assert hyperparams["learning_rate"] == "lin_3e-4"  # the library default, spelled the zoo's way
+    hyperparams["learning_rate"] = LinearSchedule(3e-4, 0.0, 1.0)
+    hyperparams["policy_kwargs"] = eval(hyperparams["policy_kwargs"], {"dict": dict})
+    model = PPOELMUR(policy, env, device="cpu", **hyperparams)
+    assert model.policy.segment_len == hyperparams["policy_kwargs"]["segment_len"]
+    env.close()
+
+
 def test_patch_module_registers_idempotently():
     utils = types.ModuleType("rl_zoo3.utils")
     utils.ALGOS = {"ppo": object}
