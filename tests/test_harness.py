@@ -77,6 +77,29 @@ def test_presets():
     assert zoo["n_epochs"] == 3 and zoo["policy_kwargs"]["segment_len"] == 16 and "n_timesteps" in ignored
 
 
+def test_schedules_and_recurrent_ppo_zoo_preset():
+    from stable_baselines3.common.utils import LinearSchedule
+
+    out = harness.schedules({"learning_rate": "lin_1e-3", "clip_range": 0.2, "gamma": 0.9})
+    assert isinstance(out["learning_rate"], LinearSchedule) and out["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert out["clip_range"] == 0.2 and out["gamma"] == 0.9
+    pytest.importorskip("rl_zoo3")
+    lstm, ignored = harness.resolve_hyperparameters(harness.make_job("recurrent_ppo_zoo", "CartPoleNoVel-v1", 1))
+    assert lstm["policy_kwargs"]["lstm_hidden_size"] == 64 and lstm["n_epochs"] == 20 and ignored["normalize"]
+
+
+def test_normalized_job(tmp_path):
+    """A job with ``normalize`` trains in a VecNormalize, saves its statistics and evaluates with them frozen."""
+    job = harness.make_job("ppo_elmur", "CartPole-v1", 256, 0, hyperparameters=TINY, eval_episodes=2, normalize=True)
+    assert harness.job_key(job) != harness.job_key({k: v for k, v in job.items() if k != "normalize"})
+    result = harness.run_jobs([job], "norm", tmp_path, progress_every=0)[0]
+    _, model_path = harness.job_paths(job, "norm", tmp_path)
+    assert model_path.with_suffix(".pkl").is_file() and result["mean_return"] > 0
+    env = harness.evaluation_env(job, model_path.with_suffix(".pkl"))
+    assert not env.training and not env.norm_reward and env.obs_rms.count > 256
+    assert "VecNormalize" in harness.markdown_table([result])
+
+
 def test_horizon_formula():
     # H(eps) = M * L * ln(eps) / ln(1 - lambda)
     assert harness.horizon(4, 16, 0.79, 0.05) == pytest.approx(4 * 16 * math.log(0.05) / math.log(0.21))
