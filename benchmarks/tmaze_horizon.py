@@ -145,23 +145,48 @@ def record_memory(model, corridor_length: int, episodes: int, seed: int = 0) -> 
     return cues, memories
 
 
-def logistic_probe(x: np.ndarray, y: np.ndarray, seed: int = 0, l2: float = 1e-2, iterations: int = 500) -> dict:
-    """Test accuracy of an L2-regularised logistic regression (numpy, full-batch gradient descent) on a 50/50 split."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(y))
-    train, test = order[: len(y) // 2], order[len(y) // 2 :]
-    mean, std = x[train].mean(0), x[train].std(0) + 1e-6
+def logistic_probe(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iterations: int = 500):
+    """An L2-regularised logistic regression (numpy, full-batch gradient descent) on standardised features.
+
+    :return: a function from features (N, F) to predicted labels (N,)
+    """
+    mean, std = x.mean(0), x.std(0) + 1e-6
     xs = (x - mean) / std
     w, b = np.zeros(x.shape[1]), 0.0
-    lr = 0.5
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(xs[train] @ w + b)))
-        grad = p - y[train]
-        w -= lr * (xs[train].T @ grad / len(train) + l2 * w)
-        b -= lr * grad.mean()
-    predicted = (xs[test] @ w + b) > 0
-    majority = max(np.mean(y[test]), 1 - np.mean(y[test]))
-    return dict(accuracy=float(np.mean(predicted == y[test])), majority=float(majority), n_test=len(test))
+        p = 1 / (1 + np.exp(-(xs @ w + b)))
+        grad = p - y
+        w -= 0.5 * (xs.T @ grad / len(y) + l2 * w)
+        b -= 0.5 * grad.mean()
+    return lambda features: (((features - mean) / std) @ w + b) > 0
+
+
+def retention(cues: np.ndarray, memories: list[np.ndarray]) -> list[dict]:
+    """Per segment boundary k (segments elapsed since the cue): how much of the cue the memory still holds.
+
+    In the T-Maze the memory is a deterministic function of the cue (the corridor is always the same), so a probe
+    fitted afresh at each boundary separates the two cues perfectly as long as they differ at all. Two measures
+    that do not saturate that way:
+
+    - ``fixed_probe_accuracy``: a linear (logistic) probe fitted on half of the episodes at the first boundary,
+      applied unchanged to the other half at boundary k: whether the cue is still written the way it was first
+      written (as a fixed reader would need)
+    - ``separation``: ``|mean(m | up) - mean(m | down)| / mean(|m|)``, the cue's imprint relative to the memory's
+      size; LRU blending without rewriting the cue shrinks it by ``(1 - lambda)`` per rewrite of a slot
+    """
+    half = len(cues) // 2
+    probe = logistic_probe(memories[0][:half], cues[:half])
+    points = []
+    for k, m in enumerate(memories):
+        imprint = np.linalg.norm(m[cues == 1].mean(0) - m[cues == 0].mean(0))
+        points.append(
+            dict(
+                segments=k + 1,
+                fixed_probe_accuracy=float(np.mean(probe(m[half:]) == cues[half:])),
+                separation=float(imprint / np.linalg.norm(m, axis=1).mean()),
+            )
+        )
+    return points
 
 
 def cached_probe(
@@ -169,7 +194,9 @@ def cached_probe(
 ) -> dict:
     """Probe accuracy per segments elapsed since the cue for an ELMUR model (cached under ``results/name/probe/``)."""
     job = train_result["job"]
-    spec = dict(train_key=harness.job_key(job), corridor_length=corridor_length, episodes=episodes, seed=3000)
+    spec = dict(
+        train_key=harness.job_key(job), corridor_length=corridor_length, episodes=episodes, seed=3000, measure=2
+    )
     path = results / name / "probe" / f"{harness.job_stem(job)}__c{corridor_length}__{_key(spec)}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -179,7 +206,7 @@ def cached_probe(
     print(f"  probing {harness.job_stem(job)}: corridor {corridor_length}, {episodes} episodes", flush=True)
     model = harness.load_model(job, name, results)
     cues, memories = record_memory(model, corridor_length, episodes, spec["seed"])
-    points = [dict(segments=k + 1, **logistic_probe(m, cues, seed=k)) for k, m in enumerate(memories)]
+    points = retention(cues, memories)
     config = harness.elmur_config(model)
     result = dict(spec=spec, job=job, elmur=config, points=points)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,21 +272,24 @@ def plot_horizon(train_results: list[dict], evals: list[dict], eps: float, path:
 
 def plot_probe(probes: list[dict], eps: float, path: Path) -> Path:
     plt = harness.pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6), sharex=True)
     for i, p in enumerate(probes):
         job, c = p["job"], p["elmur"]
         segments = [q["segments"] for q in p["points"]]
-        ax.plot(
-            segments, [q["accuracy"] for q in p["points"]], color=f"C{i}", label=f"{job['algorithm']} s{job['seed']}"
-        )
+        label = f"{job['algorithm']} s{job['seed']} (M={c['memory_size']})"
+        top.plot(segments, [q["fixed_probe_accuracy"] for q in p["points"]], color=f"C{i}", label=label)
+        bottom.semilogy(segments, [max(q["separation"], 1e-8) for q in p["points"]], color=f"C{i}", label=label)
         h = harness.horizon(c["memory_size"], c["segment_len"], c["lru_alpha"], eps) / c["segment_len"]
         if math.isfinite(h):
-            ax.axvline(h, color=f"C{i}", linestyle="--", alpha=0.6, label=f"H({eps}) / L = {h:.1f} segments")
-    ax.axhline(0.5, color="grey", linewidth=0.5)
-    ax.set_ylim(0.3, 1.02)
-    ax.set_xlabel("segments elapsed since the cue")
-    ax.set_ylabel("probe test accuracy (cue from memory)")
-    ax.legend(fontsize=7)
+            for ax in (top, bottom):
+                ax.axvline(h, color=f"C{i}", linestyle="--", alpha=0.6)
+    top.axhline(0.5, color="grey", linewidth=0.5)
+    top.set_ylim(0.3, 1.02)
+    top.set_ylabel("fixed linear probe accuracy")
+    top.set_title(f"cue read back from the layer memory (dashed: H({eps}) / L)", fontsize=9)
+    bottom.set_ylabel("cue separation / memory norm")
+    bottom.set_xlabel("segments elapsed since the cue")
+    top.legend(fontsize=7)
     return harness.save_figure(fig, path)
 
 
@@ -323,8 +353,10 @@ def main(argv: list[str] | None = None) -> None:
     for label, h in elmur_horizons(train_results, args.eps).items():
         print(f"\nELMUR {label}: H({args.eps}) = {h:.0f} steps")
     for p in probes:
-        points = ", ".join(f"{q['segments']}: {q['accuracy']:.2f}" for q in p["points"])
-        print(f"\nprobe {harness.job_stem(p['job'])} (segments elapsed: test accuracy): {points}")
+        points = ", ".join(
+            f"{q['segments']}: {q['fixed_probe_accuracy']:.2f} / {q['separation']:.2g}" for q in p["points"]
+        )
+        print(f"\nprobe {harness.job_stem(p['job'])} (segments elapsed: fixed probe accuracy / separation): {points}")
     try:
         harness.pyplot()
     except ImportError:

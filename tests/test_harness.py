@@ -125,7 +125,17 @@ def test_probe(tiny_run):
     assert memories[0].shape == (6, 1 * 2 * 16)
     x = np.random.default_rng(0).normal(size=(400, 5))
     y = (x[:, 0] > 0).astype(int)
-    assert tmaze_horizon.logistic_probe(x, y)["accuracy"] > 0.9
+    assert np.mean(tmaze_horizon.logistic_probe(x[:200], y[:200])(x[200:]) == y[200:]) > 0.9
+    # a cue imprint that halves every boundary: the fixed probe still reads it, the separation halves
+    cues = np.arange(40) % 2
+    base = np.random.default_rng(1).normal(size=(1, 8)) + 5.0
+    signal = np.where(cues[:, None] == 1, 1.0, -1.0) * np.eye(8)[0]
+    points = tmaze_horizon.retention(cues, [base + signal * 0.5**k for k in range(3)])
+    assert [p["fixed_probe_accuracy"] for p in points] == [1.0, 1.0, 1.0]
+    assert points[1]["separation"] == pytest.approx(points[0]["separation"] / 2, rel=0.05)
+    # a cue that moved to another coordinate: the fixed probe no longer reads it
+    moved = tmaze_horizon.retention(cues, [base + signal, base + np.roll(signal, 1, axis=1)])
+    assert moved[1]["fixed_probe_accuracy"] <= 0.6
 
 
 def test_sampled_tmaze():
