@@ -1,8 +1,9 @@
 """Ablations for learning through the memory: train each variant on the same tasks and seeds, print one table.
 
     python benchmarks/ablation.py                                   # all variants, tasks and seeds below
-    python benchmarks/ablation.py --variants default no_reconstruction --tasks tmaze30 --seeds 0 1
+    python benchmarks/ablation.py --variants default constant_lr --tasks tmaze30 --seeds 0 1
     python benchmarks/ablation.py --jobs 2                          # two trainings at a time (1 thread each)
+    python benchmarks/ablation.py --table-only                      # the table of what is cached
 
 Each (variant, task, seed) is one job; its result is cached as JSON under benchmarks/results/ablation/ so an
 interrupted run resumes. Columns: final success rate (100 deterministic episodes on fresh envs; mean return where
@@ -114,29 +115,36 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
+    parser.add_argument("--table-only", action="store_true", help="print what is cached, train nothing")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     jobs = [(v, t, s) for t in args.tasks for v in args.variants for s in args.seeds]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(cached_job, *zip(*jobs, strict=True)))
+    if args.table_only:
+        paths = [RESULTS / f"{v}__{t}__{s}.json" for v, t, s in jobs]
+        results = [json.loads(p.read_text()) for p in paths if p.exists()]
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(cached_job, *zip(*jobs, strict=True)))
 
     print(
-        "\n| task | variant | seeds | success (each seed) | last 100 training episodes | mean return "
+        "\n| task | variant | seeds | success (each seed) | last 100 training episodes | mean return (each seed) "
         "| steps to 0.95 | wall s |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for task in args.tasks:
         for variant in args.variants:
             rows = [r for r in results if r["task"] == task and r["variant"] == variant]
+            if not rows:
+                continue
             success = ", ".join("-" if r["success"] is None else f"{r['success']:.2f}" for r in rows)
             training = ", ".join(
                 "-" if r.get("final_train_success") is None else f"{r['final_train_success']:.2f}" for r in rows
             )
             reached = ", ".join("-" if r["success"] is None else str(r["steps_to_095"] or "never") for r in rows)
-            mean_return = statistics.mean(r["mean_return"] for r in rows)
+            mean_return = ", ".join(f"{r['mean_return']:.2f}" for r in rows)
             wall = statistics.mean(r["wall_s"] for r in rows)
             print(
-                f"| {task} | {variant} | {len(rows)} | {success} | {training} | {mean_return:.2f} | {reached} "
+                f"| {task} | {variant} | {len(rows)} | {success} | {training} | {mean_return} | {reached} "
                 f"| {wall:.0f} |"
             )
 
