@@ -73,7 +73,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         d_model: int = 64,
         n_layers: int = 2,
         n_heads: int = 2,
-        memory_size: int = 4,
+        memory_size: int = 1,
         segment_len: int = 16,
         lru_alpha: float = 0.79,
         memory_init: str = "learned",

@@ -60,7 +60,7 @@ def sample_ppo_elmur_params(
         "n_epochs": trial.suggest_categorical("n_epochs", [3, 5, 10]),
         # ELMUR
         "segment_len": trial.suggest_categorical("segment_len", [8, 16, 32]),
-        "memory_size": trial.suggest_categorical("memory_size", [2, 4, 8, 16]),
+        "memory_size": trial.suggest_categorical("memory_size", [1, 2, 4, 8]),
         "lru_alpha": trial.suggest_float("lru_alpha", 0.1, 1.0),
         "d_model": trial.suggest_categorical("d_model", [32, 64, 128]),
         "n_layers": trial.suggest_int("n_layers", 1, 3),

@@ -41,7 +41,7 @@ CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("norm_first", [False, True])
-@pytest.mark.parametrize("memory_size", [2, 8])  # fewer slots than segments (blends) and more (only replacements)
+@pytest.mark.parametrize("memory_size", [1, 2, 8])  # fewer slots than segments (blends) and more (only replacements)
 def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, device: str):
     L, S, B = 4, 6, 3
     T = 5 * L + 2  # five whole segments and a partial one
