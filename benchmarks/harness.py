@@ -565,7 +565,7 @@ def markdown_table(results: Sequence[dict]) -> str:
         trained = max(r.get("steps_trained", steps) for r in rows)
         per_seed = ", ".join(
             f"s{r['job']['seed']}: "
-            + (_fmt(r["success"]) if r.get("success") is not None else f"{r['mean_return']:.3g}")
+            + (_fmt(r["success"]) if r.get("success") is not None else f"{r['mean_return']:.4g}")
             for r in sorted(rows, key=lambda r: r["job"]["seed"])
         )
         lines.append(

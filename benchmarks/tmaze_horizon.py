@@ -218,14 +218,17 @@ def cached_probe(
 
 
 def horizon_table(train_results: list[dict], evals: list[dict], lengths: list[int]) -> str:
-    head = "| algorithm | train env | seed | train success | " + " | ".join(f"N={n:g}" for n in lengths) + " |"
-    lines = [head, "|" + "---|" * (4 + len(lengths))]
+    head = "| algorithm | M | train env | seed | train success | " + " | ".join(f"N={n:g}" for n in lengths) + " |"
+    lines = [head, "|" + "---|" * (5 + len(lengths))]
     for r in train_results:
         job = r["job"]
         by_length = {e["spec"]["corridor_length"]: e["success"] for e in evals if e["spec"]["train_key"] == r["key"]}
         cells = " | ".join(harness._fmt(by_length.get(n)) for n in lengths)
         train_env = f"{job['env_id']} {json.dumps(job['env_kwargs'])}"
-        lines.append(f"| {job['algorithm']} | {train_env} | {job['seed']} | {harness._fmt(r['success'])} | {cells} |")
+        slots = r.get("elmur", {}).get("memory_size", "-")  # ELMUR's memory slots per layer
+        lines.append(
+            f"| {job['algorithm']} | {slots} | {train_env} | {job['seed']} | {harness._fmt(r['success'])} | {cells} |"
+        )
     return "\n".join(lines)
 
 
