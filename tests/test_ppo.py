@@ -174,3 +174,30 @@ def test_evaluate_success():
     assert 0.0 <= success <= 1.0 and -2.0 <= mean_return <= 1.0
     cartpole = make_vec_env("CartPole-v1", n_envs=1)  # no is_success: None
     assert evaluate_success(PPOELMUR("ElmurPolicy", cartpole, n_steps=64), cartpole, 1)[0] is None
+
+
+def test_default_learning_rate_decays_to_zero():
+    """The default learning rate falls linearly from 3e-4 to 0 over ``learn``; a float stays constant."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class RecordRate(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.rates: list[float] = []
+
+        def _on_rollout_start(self) -> None:  # after the previous update
+            self.rates.append(self.model.policy.optimizer.param_groups[0]["lr"])
+
+        def _on_step(self) -> bool:
+            return True
+
+    env = make_vec_env(TMaze, n_envs=2, env_kwargs=dict(corridor_length=3))
+    tiny = dict(n_steps=16, batch_size=32, n_epochs=1, policy_kwargs=TINY)
+    record = RecordRate()
+    model = PPOELMUR("ElmurPolicy", env, **tiny).learn(96, callback=record)  # 3 rollouts of 32 steps
+    assert [model.lr_schedule(p) for p in (1.0, 0.5, 0.0)] == pytest.approx([3e-4, 1.5e-4, 0.0])
+    # the updates after rollouts 1 and 2 ran at 3e-4 * (1 - 32/96) and 3e-4 * (1 - 64/96)
+    assert record.rates[1:] == pytest.approx([2e-4, 1e-4])
+    record = RecordRate()
+    PPOELMUR("ElmurPolicy", env, learning_rate=1e-3, **tiny).learn(96, callback=record)
+    assert record.rates[1:] == pytest.approx([1e-3, 1e-3])
