@@ -21,12 +21,12 @@ Algorithms (:data:`ALGORITHMS`):
   it on the T-Maze
 - ``recurrent_ppo_zoo``: RecurrentPPO with the env's tuned entry in the installed rl_zoo3's ``ppo_lstm.yml``
   (sb3-contrib's own tuning, e.g. ``CartPoleNoVel-v1``; needs the zoo extra)
+- ``ppo``: SB3 PPO, ``MlpPolicy`` (no memory)
 
 Hyperparameter values ``"lin_X"`` (``learning_rate``, ``clip_range``) mean a linear decay from X to 0, as in the
 RL Zoo. A job with ``normalize`` trains in a ``VecNormalize`` (observations and rewards) and is evaluated with the
 frozen observation statistics (saved beside the model as ``.pkl``). Env ids ending in ``NoVel-v<k>`` come from
 rl_zoo3 (velocity-masked classic control).
-- ``ppo``: SB3 PPO, ``MlpPolicy`` (no memory)
 
 Only the package's public API is used (``PPOELMUR``, the registered ``PassiveTMaze-v0``, ``sb3_elmur.TMaze``).
 """
@@ -331,18 +331,12 @@ def load_model(job: dict[str, Any], name: str, results: Path = RESULTS, device: 
     return algorithm_class(library).load(model_path, device=device)
 
 
-def evaluation_env(job: dict[str, Any], training_env=None, n_envs: int | None = None, env_kwargs=None, seed=None):
+def evaluation_env(job: dict[str, Any], training_env=None):
     """Fresh envs for evaluation (seed + 1000); with ``normalize``, frozen observation statistics of the training env
     (or of the ``.pkl`` saved beside the model, passed as ``training_env``: a path)."""
     from stable_baselines3.common.vec_env import VecNormalize
 
-    env = make_env(
-        job["env_id"],
-        n_envs or job["n_envs"],
-        job["env_kwargs"] if env_kwargs is None else env_kwargs,
-        job["wrappers"],
-        job["seed"] + 1000 if seed is None else seed,
-    )
+    env = make_env(job["env_id"], job["n_envs"], job["env_kwargs"], job["wrappers"], job["seed"] + 1000)
     if not job.get("normalize"):
         return env
     if isinstance(training_env, (str, Path)):

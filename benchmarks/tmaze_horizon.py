@@ -14,8 +14,8 @@ Outputs: a Markdown table of success per length, ``horizon.png`` (success agains
 each ELMUR configuration's theoretical horizon ``H(eps) = M * L * ln(eps) / ln(1 - lambda)`` marked) and, for
 every ELMUR model, a retention probe (``probe.png``): the layer memory (``state[0]``, shape (n_envs,
 n_layers_total, M, d)) is recorded at each segment boundary of ``--probe-episodes`` episodes at corridor
-``--probe-corridor``; a logistic-regression probe per number of segments elapsed since the cue (train/test split
-50/50) predicts the cue from the flattened memory; its test accuracy is plotted against segments elapsed.
+``--probe-corridor``; against segments elapsed since the cue it plots the cue's imprint on the flattened memory and
+the accuracy of a linear probe fitted at the first boundary and kept fixed (:func:`retention`).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def retention(cues: np.ndarray, memories: list[np.ndarray]) -> list[dict]:
 def cached_probe(
     train_result: dict, name: str, corridor_length: int, episodes: int, results: Path = harness.RESULTS
 ) -> dict:
-    """Probe accuracy per segments elapsed since the cue for an ELMUR model (cached under ``results/name/probe/``)."""
+    """:func:`retention` of an ELMUR model per segments elapsed since the cue (cached under ``results/name/probe/``)."""
     job = train_result["job"]
     spec = dict(
         train_key=harness.job_key(job), corridor_length=corridor_length, episodes=episodes, seed=3000, measure=2
