@@ -3,6 +3,7 @@
     python benchmarks/tmaze_horizon.py                          # corridor 30, lengths 10 .. 10^5, 100 episodes each
     python benchmarks/tmaze_horizon.py --sampled                # train on corridors drawn from 1..30 per episode
     python benchmarks/tmaze_horizon.py --with-1e6               # add the 10^6 point (10^6 steps x 100 envs)
+    python benchmarks/tmaze_horizon.py --with-1e6 ppo_elmur     # the 10^6 point for PPOELMUR only
     python benchmarks/tmaze_horizon.py --steps 2048 --lengths 10 100 --eval-episodes 10 --name horizon_smoke
 
 Training jobs go through ``benchmarks/harness.py`` (cached JSON and model zip under
@@ -311,7 +312,14 @@ def main(argv: list[str] | None = None) -> None:
         "--hyperparams", type=json.loads, default={}, help="JSON dict {algorithm: {argument: value}} on the presets"
     )
     parser.add_argument("--lengths", nargs="+", type=int, default=LENGTHS, help="zero-shot corridor lengths")
-    parser.add_argument("--with-1e6", action="store_true", help="also evaluate at corridor 10^6 (long)")
+    parser.add_argument(
+        "--with-1e6",
+        nargs="*",
+        choices=list(harness.ALGORITHMS),
+        default=None,
+        metavar="ALGORITHM",
+        help="also evaluate at corridor 10^6 (long): every algorithm, or only those named",
+    )
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--eval-envs", type=int, default=100, help="envs stepped as one batch")
     parser.add_argument("--eps", type=float, default=0.05, help="retained fraction that defines H(eps)")
@@ -328,7 +336,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.sampled
         else ("PassiveTMaze-v0", {"corridor_length": args.corridor})
     )
-    lengths = sorted(set(args.lengths) | ({LONGEST} if args.with_1e6 else set()))
+    long_algorithms = set() if args.with_1e6 is None else set(args.with_1e6 or args.algorithms)
+    lengths = sorted(set(args.lengths) | ({LONGEST} if long_algorithms else set()))
     jobs = [
         harness.make_job(
             algorithm, env_id, args.steps, seed, env_kwargs, args.hyperparams.get(algorithm, {}), eval_episodes=100
@@ -341,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         cached_eval(r, name, n, args.eval_episodes, args.eval_envs, args.results)
         for r in train_results
         for n in lengths
+        if n != LONGEST or r["job"]["algorithm"] in long_algorithms or n in args.lengths
     ]
     probes = []
     if args.probe_corridor:
