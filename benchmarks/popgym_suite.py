@@ -5,6 +5,7 @@
     python benchmarks/popgym_suite.py --steps 1000000 --seeds 0 1 2
     python benchmarks/popgym_suite.py --prev-action-reward             # observation + previous action and reward
     python benchmarks/popgym_suite.py --tasks RepeatPreviousEasy --steps 2048 --name popgym_smoke
+    python benchmarks/popgym_suite.py --table-only                      # what is cached, nothing trained
 
 Tasks: POPGym's Easy tasks that install from PyPI without extra packages (the Labyrinth tasks need mazelib and
 are left out). Every algorithm sees the same observation: ``float_box`` (``harness.FloatBoxObservation``:
@@ -46,9 +47,13 @@ def easy_tasks() -> list[str]:
     ]
 
 
-def suite_table(results: list[dict], tasks: list[str], algorithms: list[str], wrappers: list[str]) -> str:
-    """Per task the mean normalised return of each algorithm, the mean row and PPOELMUR's lead count."""
+def suite_table(
+    results: list[dict], tasks: list[str], algorithms: list[str], wrappers: list[str], n_seeds: int = 1
+) -> str:
+    """Per task the mean normalised return of each algorithm (over its seeds; a cell with fewer than ``n_seeds``
+    runs says how many), the mean row and PPOELMUR's lead count."""
     means: dict[tuple[str, str], float] = {}
+    runs: dict[tuple[str, str], int] = {}
     for task in tasks:
         for algorithm in algorithms:
             rows = [
@@ -56,6 +61,7 @@ def suite_table(results: list[dict], tasks: list[str], algorithms: list[str], wr
             ]
             if rows:
                 means[task, algorithm] = statistics.mean(r["mean_return"] for r in rows)
+                runs[task, algorithm] = len(rows)
     lines = [
         f"Observation wrappers (all algorithms): {' + '.join(wrappers)}. Score: mean episode return, POPGym-normalised"
         " to [-1, 1].",
@@ -64,7 +70,11 @@ def suite_table(results: list[dict], tasks: list[str], algorithms: list[str], wr
         "|---|" + "---|" * len(algorithms),
     ]
     for task in tasks:
-        cells = [harness._fmt(means.get((task, a)), 3) for a in algorithms]
+        cells = [
+            harness._fmt(means.get((task, a)), 3)
+            + (f" ({runs[task, a]} of {n_seeds} seeds)" if runs.get((task, a), n_seeds) < n_seeds else "")
+            for a in algorithms
+        ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     column_means = []
     for a in algorithms:
@@ -119,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--progress-every", type=int, default=50_000)
+    parser.add_argument("--table-only", action="store_true", help="table and plot of the jobs already cached")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
     parser.add_argument("--results", type=Path, default=harness.RESULTS)
     args = parser.parse_args(argv)
@@ -140,9 +151,13 @@ def main(argv: list[str] | None = None) -> None:
         for algorithm in args.algorithms
         for seed in args.seeds
     ]
-    results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs)
+    if args.table_only:
+        paths = [harness.job_paths(job, name, args.results)[0] for job in jobs]
+        results = [json.loads(path.read_text()) for path in paths if path.exists()]
+    else:
+        results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs)
     print(f"\nPOPGym Easy, {args.steps} steps per job, 8 envs, seeds {args.seeds}\n")
-    print(suite_table(results, tasks, args.algorithms, wrappers))
+    print(suite_table(results, tasks, args.algorithms, wrappers, len(args.seeds)))
     try:
         harness.pyplot()
     except ImportError:

@@ -167,3 +167,24 @@ def test_float_box_and_previous_action_reward():
     obs, *_ = env.step(2)
     np.testing.assert_array_equal(obs, [1, 0, 0, 1, 0, 0, 0, 1, 0.5])
     assert obs.dtype == np.float32 and env.observation_space.shape == (9,)
+
+
+def test_popgym_suite_table_counts_leads_and_missing_seeds():
+    import popgym_suite
+
+    def result(task, algorithm, seed, score):
+        return dict(job=dict(env_id=f"popgym-{task}-v0", algorithm=algorithm, seed=seed), mean_return=score)
+
+    results = [
+        result("AEasy", "ppo_elmur", 0, 0.5),
+        result("AEasy", "ppo_elmur", 1, 0.7),
+        result("AEasy", "recurrent_ppo", 0, 0.2),
+        result("BEasy", "ppo_elmur", 0, 0.1),
+        result("BEasy", "recurrent_ppo", 0, 0.3),
+        result("BEasy", "recurrent_ppo", 1, 0.3),
+    ]
+    table = popgym_suite.suite_table(results, ["AEasy", "BEasy"], ["ppo_elmur", "recurrent_ppo"], ["float_box"], 2)
+    assert "| AEasy | 0.600 | 0.200 (1 of 2 seeds) |" in table
+    assert "| BEasy | 0.100 (1 of 2 seeds) | 0.300 |" in table
+    assert "| **mean** | 0.350 | 0.250 |" in table
+    assert "ahead of recurrent_ppo on 1 of 2 tasks: AEasy" in table
