@@ -247,7 +247,8 @@ def elmur_horizons(train_results: list[dict], eps: float) -> dict[str, float]:
 def plot_horizon(train_results: list[dict], evals: list[dict], eps: float, path: Path) -> Path:
     plt = harness.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for algorithm in dict.fromkeys(r["job"]["algorithm"] for r in train_results):
+    styles = [("o", 9, "-"), ("s", 7, "--"), ("^", 5, "-."), ("x", 5, ":")]  # overlapping curves stay visible
+    for i, algorithm in enumerate(dict.fromkeys(r["job"]["algorithm"] for r in train_results)):
         keys = {r["key"] for r in train_results if r["job"]["algorithm"] == algorithm}
         lengths = sorted({e["spec"]["corridor_length"] for e in evals if e["spec"]["train_key"] in keys})
         means = [
@@ -256,7 +257,8 @@ def plot_horizon(train_results: list[dict], evals: list[dict], eps: float, path:
             )
             for n in lengths
         ]
-        ax.plot(lengths, means, marker="o", label=algorithm)
+        marker, size, line = styles[i % len(styles)]
+        ax.plot(lengths, means, marker=marker, markersize=size, linestyle=line, alpha=0.8, label=algorithm)
     for i, (label, h) in enumerate(elmur_horizons(train_results, eps).items()):
         if math.isfinite(h):
             ax.axvline(h, color=f"C{i}", linestyle="--", alpha=0.6, label=f"H({eps}) = {h:.0f} ({label})")
