@@ -451,11 +451,17 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
     return result
 
 
+def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> dict | None:
+    """The job's cached result, or None if it has not been run."""
+    json_path, _ = job_paths(job, name, results)
+    return json.loads(json_path.read_text()) if json_path.exists() else None
+
+
 def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress_every: int = 50_000) -> dict:
     """The job's cached result, else run it and cache it (JSON and model zip under ``results/name/``)."""
+    if (cached := cached_result(job, name, results)) is not None:
+        return cached
     json_path, model_path = job_paths(job, name, results)
-    if json_path.exists():
-        return json.loads(json_path.read_text())
     json_path.parent.mkdir(parents=True, exist_ok=True)
     print(
         f"running {job_stem(job)}: {job['algorithm']} {job['env_id']} {job['env_kwargs']} seed {job['seed']}",

@@ -47,6 +47,15 @@ def easy_tasks() -> list[str]:
     ]
 
 
+def task_returns(results: list[dict], task: str, algorithm: str) -> list[float]:
+    """The normalised returns of ``algorithm``'s runs (one per seed) on ``task``."""
+    return [
+        r["mean_return"]
+        for r in results
+        if r["job"]["env_id"] == f"popgym-{task}-v0" and r["job"]["algorithm"] == algorithm
+    ]
+
+
 def suite_table(
     results: list[dict], tasks: list[str], algorithms: list[str], wrappers: list[str], n_seeds: int = 1
 ) -> str:
@@ -56,12 +65,10 @@ def suite_table(
     runs: dict[tuple[str, str], int] = {}
     for task in tasks:
         for algorithm in algorithms:
-            rows = [
-                r for r in results if r["job"]["env_id"] == f"popgym-{task}-v0" and r["job"]["algorithm"] == algorithm
-            ]
-            if rows:
-                means[task, algorithm] = statistics.mean(r["mean_return"] for r in rows)
-                runs[task, algorithm] = len(rows)
+            returns = task_returns(results, task, algorithm)
+            if returns:
+                means[task, algorithm] = statistics.mean(returns)
+                runs[task, algorithm] = len(returns)
     lines = [
         f"Observation wrappers (all algorithms): {' + '.join(wrappers)}. Score: mean episode return, POPGym-normalised"
         " to [-1, 1].",
@@ -98,14 +105,9 @@ def plot_suite(results: list[dict], tasks: list[str], algorithms: list[str], pat
     width = 0.8 / len(algorithms)
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(tasks) + 2), 4))
     for i, algorithm in enumerate(algorithms):
-        values = []
-        for task in tasks:
-            rows = [
-                r["mean_return"]
-                for r in results
-                if r["job"]["env_id"] == f"popgym-{task}-v0" and r["job"]["algorithm"] == algorithm
-            ]
-            values.append(statistics.mean(rows) if rows else np.nan)
+        values = [
+            statistics.mean(returns) if (returns := task_returns(results, t, algorithm)) else np.nan for t in tasks
+        ]
         ax.bar(np.arange(len(tasks)) + i * width, values, width, label=algorithm)
     ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2)
     ax.set_xticklabels([t.removesuffix("Easy") for t in tasks], rotation=30, ha="right", fontsize=7)
@@ -152,8 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds
     ]
     if args.table_only:
-        paths = [harness.job_paths(job, name, args.results)[0] for job in jobs]
-        results = [json.loads(path.read_text()) for path in paths if path.exists()]
+        results = [r for r in (harness.cached_result(job, name, args.results) for job in jobs) if r is not None]
     else:
         results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs)
     print(f"\nPOPGym Easy, {args.steps} steps per job, 8 envs, seeds {args.seeds}\n")

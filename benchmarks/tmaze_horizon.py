@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         cached_eval(r, name, n, args.eval_episodes, args.eval_envs, args.results)
         for r in train_results
         for n in lengths
-        if n != LONGEST or r["job"]["algorithm"] in long_algorithms or n in args.lengths
+        if n in args.lengths or r["job"]["algorithm"] in long_algorithms  # 10^6 only for those asked
     ]
     probes = []
     if args.probe_corridor:
