@@ -504,16 +504,10 @@ def summary(result: dict) -> str:
 
 def elmur_config(model) -> dict[str, Any]:
     """``memory_size``, ``segment_len``, ``lru_alpha`` (and the other ELMUR knobs) of a PPOELMUR model."""
-    from sb3_elmur import ElmurPolicy
-
-    defaults = {
-        k: p.default
-        for k, p in inspect.signature(ElmurPolicy.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
+    config = model.policy.config
+    return {
+        k: getattr(config, k) for k in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len", "lru_alpha")
     }
-    config = {k: defaults[k] for k in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len", "lru_alpha")}
-    config.update({k: v for k, v in (model.policy_kwargs or {}).items() if k in config})
-    return config
 
 
 def horizon(memory_size: int, segment_len: int, lru_alpha: float, eps: float = 0.05) -> float:

@@ -1,14 +1,14 @@
 """POPGym Easy tasks: PPOELMUR against RecurrentPPO and memoryless PPO at an equal budget.
 
-    pip install popgym==1.0.7
+    pip install popgym==1.0.7 mazelib                                   # or: pip install -e ".[envs]"
     python benchmarks/popgym_suite.py                                  # every Easy task, 500k steps, seed 0
     python benchmarks/popgym_suite.py --steps 1000000 --seeds 0 1 2
     python benchmarks/popgym_suite.py --prev-action-reward             # observation + previous action and reward
     python benchmarks/popgym_suite.py --tasks RepeatPreviousEasy --steps 2048 --name popgym_smoke
     python benchmarks/popgym_suite.py --table-only                      # what is cached, nothing trained
 
-Tasks: POPGym's Easy tasks that install from PyPI without extra packages (the Labyrinth tasks need mazelib and
-are left out). Every algorithm sees the same observation: ``float_box`` (``harness.FloatBoxObservation``:
+Tasks: POPGym 1.0.7's 16 Easy tasks (the Labyrinth tasks need ``mazelib``, in the ``envs`` extra). Every
+algorithm sees the same observation: ``float_box`` (``harness.FloatBoxObservation``:
 gymnasium's flatten, i.e. one-hot Discrete / MultiDiscrete parts, Tuple parts concatenated, as float32). It is
 needed for Autoencode (Tuple observation) and for CountRecall and Concentration (MultiDiscrete observation, with
 which sb3-contrib 2.9.2's RecurrentPPO fails to construct: torch rejects the numpy-integer LSTM input size); it
@@ -39,12 +39,10 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 
 
 def easy_tasks() -> list[str]:
-    """Names (``XxxEasy``) of the POPGym Easy tasks registered without extra packages (not Labyrinth)."""
+    """Names (``XxxEasy``) of the POPGym Easy tasks, in POPGym's order."""
     from popgym.envs import ALL_EASY
 
-    return [
-        v["id"].removeprefix("popgym-").removesuffix("-v0") for v in ALL_EASY.values() if "Labyrinth" not in v["id"]
-    ]
+    return [v["id"].removeprefix("popgym-").removesuffix("-v0") for v in ALL_EASY.values()]
 
 
 def task_returns(results: list[dict], task: str, algorithm: str) -> list[float]:

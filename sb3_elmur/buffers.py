@@ -10,9 +10,8 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.type_aliases import PyTorchObs
 
-from sb3_elmur.model import ElmurState
-
-Observations = np.ndarray | dict[str, np.ndarray]
+from sb3_elmur.model import ElmurConfig, ElmurState, SegmentStart
+from sb3_elmur.policies import Observations, map_observations
 
 
 class ElmurSequenceSamples(NamedTuple):
@@ -25,28 +24,23 @@ class ElmurSequenceSamples(NamedTuple):
     advantages: th.Tensor
     returns: th.Tensor
     loss_mask: th.Tensor  # (B * S * L,) true for steps of this rollout (not padding, not the previous rollout's)
-    memory: th.Tensor  # (B, n, M, d) memory at the sequence start
-    anchors: th.Tensor  # (B, n, M)
+    start: SegmentStart  # memory, anchors and the previous segment's keys and values at each sequence start
     start_step: th.Tensor  # (B, S) episode step of each segment's first token
     episode_start: th.Tensor  # (B, S) the segment begins an episode
     valid: th.Tensor  # (B, S, L) real tokens
-
-
-def map_observations(fn, obs: Observations) -> Observations:
-    """Apply ``fn`` to an observation array, or to each array of a Dict observation."""
-    return {key: fn(value) for key, value in obs.items()} if isinstance(obs, dict) else fn(obs)
 
 
 class ElmurRolloutBuffer(RolloutBuffer):
     """PPO rollout buffer for ELMUR policies (Box and Dict observations alike).
 
     Besides SB3's per-step data it keeps, per step, the episode step of the observation; per environment, the
-    observations of the segment that began in the previous rollout (the "prefix"); and the memory at the start
-    of every segment the rollout touches. :meth:`get` cuts each environment's rollout (after its prefix, which
+    observations of the current segment so far (carried from one rollout to the next: the next rollout's "prefix");
+    and the :class:`~sb3_elmur.model.SegmentStart` (memory, previous segment's keys and values) at the start of
+    every segment the rollout touches. :meth:`get` cuts each environment's rollout (after its prefix, which
     carries no loss) into segments on each episode's own grid, groups ``sequence_segments`` consecutive segments
     into a training sequence, and yields shuffled minibatches of whole sequences.
 
-    :param segment_len: the policy's segment length L
+    :param elmur_config: the policy's ELMUR configuration (segment length L, previous-segment attention)
     :param sequence_segments: segments per training sequence (the truncation of backpropagation through memory)
     """
 
@@ -61,12 +55,15 @@ class ElmurRolloutBuffer(RolloutBuffer):
         gae_lambda: float = 1,
         gamma: float = 0.99,
         n_envs: int = 1,
-        segment_len: int = 16,
+        elmur_config: ElmurConfig | None = None,
         sequence_segments: int = 4,
     ):
-        self.segment_len = segment_len
+        elmur_config = elmur_config or ElmurConfig()
+        self.segment_len = elmur_config.segment_len
+        self.previous_len = elmur_config.previous_len
         self.sequence_segments = sequence_segments
         super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
+        self.segment_observations = self._zeros(n_envs, max(self.segment_len - 1, 0))
 
     def _zeros(self, *leading: int) -> Observations:
         shape = self.obs_shape
@@ -85,28 +82,29 @@ class ElmurRolloutBuffer(RolloutBuffer):
         self.prefix_observations = self._zeros(E, max(self.segment_len - 1, 0))
         self.prefix_len = np.zeros(E, dtype=np.int64)
         self.memory_index = np.full((T, E), -1, dtype=np.int64)
-        self._memories: list[th.Tensor] = []
-        self._anchors: list[th.Tensor] = []
+        self._segment_starts: list[SegmentStart] = []
         self._n_memories = 0
         self.generator_ready = False
         self.pos, self.full = 0, False
 
-    def start_rollout(self, segment_observations: Observations, state: ElmurState) -> None:
-        """Keep each environment's observations of its current segment so far (state: before the first step)."""
-        self.prefix_len = (state.step % self.segment_len).cpu().numpy()
-        self.prefix_observations = map_observations(np.copy, segment_observations)
+    def start_rollout(self, episode_step: np.ndarray) -> None:
+        """Keep each environment's observations of its current segment so far (``episode_step``: (n_envs,) step of
+        the rollout's first observation); they begin the rollout's first training sequence without loss."""
+        self.prefix_len = episode_step % self.segment_len
+        self.prefix_observations = map_observations(np.copy, self.segment_observations)
 
-    def add_memory(self, state: ElmurState) -> None:
-        """Store the memory of the environments whose segment starts at this step (all of them at step 0)."""
-        at_start = state.step % self.segment_len == 0
-        if self.pos == 0:
-            at_start = th.ones_like(at_start)
-        envs = at_start.nonzero().squeeze(1)
+    def add_segment_starts(self, state: ElmurState, episode_step: np.ndarray) -> None:
+        """Store the segment start (memory, previous segment's keys and values) of the environments whose segment
+        starts at this step (all of them at the rollout's first step)."""
+        envs = np.arange(self.n_envs) if self.pos == 0 else np.flatnonzero(episode_step % self.segment_len == 0)
         if len(envs) == 0:
             return
-        self._memories.append(state.memory[envs])
-        self._anchors.append(state.anchors[envs])
-        self.memory_index[self.pos, envs.cpu().numpy()] = self._n_memories + np.arange(len(envs))
+        rows = th.as_tensor(envs, device=state.step.device)
+        P = self.previous_len
+        self._segment_starts.append(
+            SegmentStart(state.memory[rows], state.anchors[rows], state.keys[rows, :, :P], state.values[rows, :, :P])
+        )
+        self.memory_index[self.pos, envs] = self._n_memories + np.arange(len(envs))
         self._n_memories += len(envs)
 
     def add(  # type: ignore[override]
@@ -127,6 +125,13 @@ class ElmurRolloutBuffer(RolloutBuffer):
         else:
             self.observations[self.pos] = np.asarray(obs).reshape((self.n_envs, *shape))  # type: ignore[index]
         self.episode_steps[self.pos] = episode_step
+        position = episode_step % self.segment_len
+        envs = np.flatnonzero(position < self.segment_len - 1)  # keep the current segment's observations so far
+        if isinstance(self.observations, dict):
+            for key, cache in self.segment_observations.items():  # type: ignore[union-attr]
+                cache[envs, position[envs]] = self.observations[key][self.pos, envs]
+        else:
+            self.segment_observations[envs, position[envs]] = self.observations[self.pos, envs]  # type: ignore[index]
         self.actions[self.pos] = np.asarray(action).reshape((self.n_envs, self.action_dim))
         self.rewards[self.pos] = np.asarray(reward)
         self.episode_starts[self.pos] = np.asarray(episode_start)
@@ -190,8 +195,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
             )
             for name in ("actions", "values", "log_probs", "advantages", "returns"):
                 self.__dict__["flat_" + name] = self._flat(self.__dict__[name])
-            self.stored_memory = th.cat(self._memories)
-            self.stored_anchors = th.cat(self._anchors)
+            self.stored_starts = SegmentStart(*(th.cat(field) for field in zip(*self._segment_starts, strict=True)))
             self.generator_ready = True
         n_sequences = len(self.sequence_index)
         per_batch = n_sequences if batch_size is None else batch_size // (self.sequence_segments * self.segment_len)
@@ -201,7 +205,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
 
     def _get_samples(self, sequences: np.ndarray) -> ElmurSequenceSamples:  # type: ignore[override]
         tokens = self.sequence_index[sequences].reshape(-1)
-        memory_rows = th.as_tensor(self.sequence_memory[sequences], device=self.stored_memory.device)
+        memory_rows = th.as_tensor(self.sequence_memory[sequences], device=self.stored_starts.memory.device)
         obs = self.flat_observations
         return ElmurSequenceSamples(
             observations=map_observations(lambda o: self.to_torch(o[tokens]), obs),  # type: ignore[arg-type]
@@ -211,8 +215,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
             advantages=self.to_torch(self.flat_advantages[tokens].flatten()),
             returns=self.to_torch(self.flat_returns[tokens].flatten()),
             loss_mask=th.as_tensor(tokens < self.n_loss_tokens, device=self.device),
-            memory=self.stored_memory[memory_rows].to(self.device),
-            anchors=self.stored_anchors[memory_rows].to(self.device),
+            start=SegmentStart(*(a[memory_rows].to(self.device) for a in self.stored_starts)),
             start_step=th.as_tensor(self.sequence_start_step[sequences], device=self.device),
             episode_start=th.as_tensor(self.sequence_start_step[sequences] == 0, device=self.device),
             valid=th.as_tensor(

@@ -5,7 +5,8 @@ Shapes: B batch, T tokens, L segment length, M memory slots, d model width, H he
 One token per environment step. An episode is cut into segments of ``segment_len`` steps; step ``t`` belongs
 to segment ``t // L``. Every layer, for the tokens of the current segment:
 
-1. causal self-attention over the segment's tokens, biased by the relative distance ``i - j`` only;
+1. causal self-attention over the segment's tokens (and, with ``attend_previous_segment``, over the previous
+   segment's too: a Transformer-XL cache), biased by the relative distance ``i - j`` only;
 2. read: the tokens attend to the layer memory, biased by the bucketed distance ``t - anchor``;
 3. a position-wise feed-forward;
 4. write, once the segment is complete: the memory attends to the layer's output tokens, a memory
@@ -17,6 +18,7 @@ independent of t) and :meth:`ElmurTransformer.forward` (whole segments of a batc
 in one causal pass).
 """
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -27,6 +29,65 @@ from torch import nn
 EXACT_DISTANCES = 16  # distances 1..15 get a bucket each
 N_BUCKETS = 32  # bucket 0: empty slot; 1..15 exact; 16..31 log-spaced up to MAX_DISTANCE
 MAX_DISTANCE = 2**20  # distances beyond share the last bucket, so any episode length is defined
+
+
+@dataclasses.dataclass(frozen=True)
+class ElmurConfig:
+    """The ELMUR knobs, their defaults and their validation (users pass them flat, as the policy's keyword
+    arguments: ``policy_kwargs=dict(segment_len=10)``).
+
+    :param d_model: token and memory slot width
+    :param n_layers: ELMUR layers, each with its own memory
+    :param n_heads: attention heads per layer (must divide ``d_model``)
+    :param memory_size: memory slots M per layer
+    :param segment_len: environment steps per segment L; the memory is written once per completed segment
+    :param lru_alpha: LRU blend rate lambda in (0, 1]: weight of the new content when the oldest slot is rewritten
+    :param memory_init: initial memory of each episode, ``"learned"`` (a trained parameter) or ``"zeros"``
+    :param norm_first: pre-norm instead of post-norm on the token path
+    :param attend_previous_segment: self-attention also sees the previous segment's tokens (their cached keys and
+        values), so recall of the last L steps does not depend on the memory at a segment boundary
+    :param memory_gradient: in training, let the PPO gradient flow from a segment back through the memory (and the
+        previous segment's keys and values) written by the earlier segments of the same training sequence; if
+        false they are detached
+    :param separate_critic_trunk: give the value function its own ELMUR trunk (and memory) instead of a value head
+        on the actor's trunk
+    :param features_skip: feed the current step's features to the actor and critic MLPs beside the trunk output
+        (a direct path that does not go through attention and memory)
+    :param reconstruction_coef: weight of an auxiliary loss (0 = off): after each complete training segment, a
+        small decoder reads the freshly written memory and reconstructs the segment's features (MSE)
+    """
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    memory_size: int = 1
+    segment_len: int = 16
+    lru_alpha: float = 0.79
+    memory_init: str = "learned"
+    norm_first: bool = False
+    attend_previous_segment: bool = False
+    memory_gradient: bool = True
+    separate_critic_trunk: bool = False
+    features_skip: bool = True
+    reconstruction_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if not 0 < self.lru_alpha <= 1:
+            raise ValueError(f"lru_alpha must be in (0, 1], got {self.lru_alpha}")
+        if self.memory_init not in ("learned", "zeros"):
+            raise ValueError(f"memory_init must be 'learned' or 'zeros', got {self.memory_init!r}")
+        if self.reconstruction_coef < 0:
+            raise ValueError(f"reconstruction_coef must be >= 0, got {self.reconstruction_coef}")
+
+    @property
+    def previous_len(self) -> int:
+        """P: cached tokens of the previous segment that self-attention sees (L or 0)."""
+        return self.segment_len if self.attend_previous_segment else 0
 
 
 def distance_bucket(distance: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
@@ -76,18 +137,28 @@ def lru_update(
 
 
 class ElmurState(NamedTuple):
-    """Recurrent state of a batch of environments: per-layer memory and the current segment's cache.
+    """Recurrent state of a batch of environments: per-layer memory and the segment cache.
 
-    ``keys``, ``values`` and ``outputs`` hold the first ``step % L`` tokens of the current segment (self-attention
-    keys and values, layer outputs for the write); ``step`` is the episode step of the next token.
+    ``keys`` and ``values`` hold P tokens of the previous segment (P = L with ``attend_previous_segment``, else 0),
+    then the first ``step % L`` tokens of the current segment; ``outputs`` holds the current segment's layer
+    outputs (for the write); ``step`` is the episode step of the next token.
     """
 
     memory: torch.Tensor  # (B, n, M, d)
     anchors: torch.Tensor  # (B, n, M) int64, -1 = empty slot
-    keys: torch.Tensor  # (B, n, L-1, d)
-    values: torch.Tensor  # (B, n, L-1, d)
+    keys: torch.Tensor  # (B, n, P + L-1, d)
+    values: torch.Tensor  # (B, n, P + L-1, d)
     outputs: torch.Tensor  # (B, n, L-1, d)
     step: torch.Tensor  # (B,) int64
+
+
+class SegmentStart(NamedTuple):
+    """What a segment needs from before it: the memory and the previous segment's keys and values (P of them)."""
+
+    memory: torch.Tensor  # (B, n, M, d)
+    anchors: torch.Tensor  # (B, n, M)
+    keys: torch.Tensor  # (B, n, P, d)
+    values: torch.Tensor  # (B, n, P, d)
 
 
 class Attention(nn.Module):
@@ -120,21 +191,23 @@ def feed_forward(d_model: int) -> nn.Sequential:
 class ElmurLayer(nn.Module):
     """One ELMUR layer: self-attention, memory read, feed-forward on the tokens; write for the memory.
 
-    :param norm_first: pre-norm (``x + f(norm(x))``) on the token path instead of post-norm
-        (``norm(x + f(x))``). The memory path is post-norm in both cases, so candidates have bounded norm.
+    With ``norm_first`` the token path is pre-norm (``x + f(norm(x))``), else post-norm (``norm(x + f(x))``). The
+    memory path is post-norm in both cases, so candidates have bounded norm.
     """
 
-    def __init__(self, d_model: int, n_heads: int, segment_len: int, norm_first: bool):
+    def __init__(self, config: ElmurConfig):
         super().__init__()
-        self.norm_first = norm_first
-        self.self_attn, self.read_attn, self.write_attn = (Attention(d_model, n_heads) for _ in range(3))
-        self.ff, self.memory_ff = feed_forward(d_model), feed_forward(d_model)
+        d, h = config.d_model, config.n_heads
+        self.norm_first = config.norm_first
+        self.self_attn, self.read_attn, self.write_attn = (Attention(d, h) for _ in range(3))
+        self.ff, self.memory_ff = feed_forward(d), feed_forward(d)
         self.norm_self, self.norm_read, self.norm_ff, self.norm_write, self.norm_memory_ff = (
-            nn.LayerNorm(d_model) for _ in range(5)
+            nn.LayerNorm(d) for _ in range(5)
         )
-        self.self_bias = nn.Parameter(torch.zeros(n_heads, segment_len))  # by distance i - j in the segment
-        self.read_bias = nn.Parameter(torch.zeros(n_heads, N_BUCKETS))  # by bucket of t - anchor
-        self.write_bias = nn.Parameter(torch.zeros(n_heads, N_BUCKETS))
+        # by distance i - j between a query and a key of this or the previous segment
+        self.self_bias = nn.Parameter(torch.zeros(h, config.segment_len + config.previous_len))
+        self.read_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))  # by bucket of t - anchor
+        self.write_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))
 
     def _input(self, x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
         return norm(x) if self.norm_first else x
@@ -142,61 +215,41 @@ class ElmurLayer(nn.Module):
     def _residual(self, x: torch.Tensor, update: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
         return x + update if self.norm_first else norm(x + update)
 
-    def self_attention_bias(self, query_pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
-        """(B or 1, H, Tq, Tk) bias from the in-segment distance; -inf for keys after the query."""
-        distance = query_pos[..., :, None] - key_pos[..., None, :]  # (B or 1, Tq, Tk)
+    def self_attention_bias(self, distance: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """(B or 1, H, Tq, Tk) bias from the distances (B or 1, Tq, Tk); -inf where ``masked``."""
         bias = self.self_bias[:, distance.clamp(0, self.self_bias.shape[1] - 1)].transpose(0, 1)
-        return bias.masked_fill((distance < 0)[:, None], float("-inf"))
+        return bias.masked_fill(masked[:, None], float("-inf"))
 
-    def read_and_feed_forward(
-        self, x: torch.Tensor, memory: torch.Tensor, anchors: torch.Tensor, steps: torch.Tensor
-    ) -> torch.Tensor:
-        # x (B, T, d), memory (B, M, d), anchors (B, M), steps (B, T)
-        distance = steps[:, :, None] - anchors[:, None, :]  # (B, T, M)
-        bias = self.read_bias[:, distance_bucket(distance, (anchors < 0)[:, None, :])].transpose(0, 1)
+    def read_and_feed_forward(self, x: torch.Tensor, memory: torch.Tensor, bucket: torch.Tensor) -> torch.Tensor:
+        # x (B, T, d), memory (B, M, d), bucket (B, T, M) of each token-to-slot distance
         k, v = self.read_attn.keys_values(memory)
+        bias = self.read_bias[:, bucket].transpose(0, 1)
         x = self._residual(x, self.read_attn(self._input(x, self.norm_read), k, v, bias), self.norm_read)
         return self._residual(x, self.ff(self._input(x, self.norm_ff)), self.norm_ff)
 
     def forward(
-        self, x: torch.Tensor, memory: torch.Tensor, anchors: torch.Tensor, steps: torch.Tensor
-    ) -> torch.Tensor:
-        """Segment mode: the tokens of one segment (B, T <= L, d) in one causal pass, starting at its first step."""
-        pos = torch.arange(x.shape[1], device=x.device)[None]
-        h = self._input(x, self.norm_self)
-        k, v = self.self_attn.keys_values(h)
-        x = self._residual(x, self.self_attn(h, k, v, self.self_attention_bias(pos, pos)), self.norm_self)
-        return self.read_and_feed_forward(x, memory, anchors, steps)
-
-    def step(
         self,
         x: torch.Tensor,
-        cache_keys: torch.Tensor,
-        cache_values: torch.Tensor,
+        previous_keys: torch.Tensor,
+        previous_values: torch.Tensor,
+        self_bias_args: tuple[torch.Tensor, torch.Tensor],
         memory: torch.Tensor,
-        anchors: torch.Tensor,
-        steps: torch.Tensor,
-        pos: torch.Tensor,
+        bucket: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Step mode: one token per sequence (B, 1, d) at in-segment position ``pos`` (B,), with cached keys and
-        values (B, L-1, d) of the segment's earlier tokens. Returns the output and the token's key and value."""
+        """Tokens x (B, T, d) attend to cached keys and values (B, Tc, d) and to their own (causally, by the
+        distances and mask of ``self_bias_args``), then read the memory (B, M, d). Returns the outputs and the
+        tokens' own keys and values (B, T, d)."""
         h = self._input(x, self.norm_self)
-        k, v = self.self_attn.keys_values(h)  # (B, 1, d)
-        key_pos = torch.cat(
-            [torch.arange(cache_keys.shape[1], device=x.device)[None].expand(len(x), -1), pos[:, None]], 1
-        )
-        valid = torch.cat([key_pos[:, :-1] < pos[:, None], torch.ones_like(pos[:, None], dtype=torch.bool)], 1)
-        bias = self.self_attention_bias(pos[:, None], key_pos).masked_fill(~valid[:, None, None], float("-inf"))
-        attn = self.self_attn(h, torch.cat([cache_keys, k], 1), torch.cat([cache_values, v], 1), bias)
+        k, v = self.self_attn.keys_values(h)
+        bias = self.self_attention_bias(*self_bias_args)
+        attn = self.self_attn(h, torch.cat([previous_keys, k], 1), torch.cat([previous_values, v], 1), bias)
         x = self._residual(x, attn, self.norm_self)
-        return self.read_and_feed_forward(x, memory, anchors, steps), k, v
+        return self.read_and_feed_forward(x, memory, bucket), k, v
 
-    def write_candidates(
-        self, memory: torch.Tensor, anchors: torch.Tensor, outputs: torch.Tensor, steps: torch.Tensor
-    ) -> torch.Tensor:
-        """Candidates (B, M, d): the memory (B, M, d) attends to the completed segment's outputs (B, L, d)."""
-        distance = steps[:, None, :] - anchors[:, :, None]  # (B, M, L)
-        bias = self.write_bias[:, distance_bucket(distance, (anchors < 0)[:, :, None])].transpose(0, 1)
+    def write_candidates(self, memory: torch.Tensor, outputs: torch.Tensor, bucket: torch.Tensor) -> torch.Tensor:
+        """Candidates (B, M, d): the memory (B, M, d) attends to the completed segment's outputs (B, L, d), with
+        the bucket (B, M, L) of each slot-to-token distance."""
+        bias = self.write_bias[:, bucket].transpose(0, 1)
         k, v = self.write_attn.keys_values(outputs)
         m = self.norm_write(memory + self.write_attn(memory, k, v, bias))
         return self.norm_memory_ff(m + self.memory_ff(m))
@@ -206,55 +259,32 @@ class ElmurTransformer(nn.Module):
     """Token embedding and a stack of ELMUR layers with their memory.
 
     :param input_dim: size of the per-step features that become tokens
-    :param d_model: token and memory slot width
-    :param n_layers: number of ELMUR layers (each with its own memory)
-    :param n_heads: attention heads (must divide d_model)
-    :param memory_size: memory slots M per layer
-    :param segment_len: steps per segment L; the memory is written once per completed segment
-    :param lru_alpha: blend rate lambda of the LRU rule, in (0, 1]
-    :param memory_init: initial memory of every episode, ``"learned"`` (a trained parameter) or ``"zeros"``
-    :param norm_first: pre-norm instead of post-norm on the token path
-
-    The defaults users see live in :class:`~sb3_elmur.policies.ElmurActorCriticPolicy`.
+    :param config: the ELMUR knobs (:class:`ElmurConfig`)
     """
 
-    def __init__(
-        self,
-        input_dim: int,
-        *,
-        d_model: int,
-        n_layers: int,
-        n_heads: int,
-        memory_size: int,
-        segment_len: int,
-        lru_alpha: float,
-        memory_init: str,
-        norm_first: bool,
-    ):
+    def __init__(self, input_dim: int, config: ElmurConfig):
         super().__init__()
-        check_elmur_config(d_model, n_layers, n_heads, memory_size, segment_len, lru_alpha, memory_init)
-        self.d_model, self.n_layers, self.memory_size = d_model, n_layers, memory_size
-        self.segment_len, self.lru_alpha = segment_len, lru_alpha
-        self.embed = nn.Linear(input_dim, d_model)
-        self.layers = nn.ModuleList(ElmurLayer(d_model, n_heads, segment_len, norm_first) for _ in range(n_layers))
-        self.final_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
-        initial_memory = torch.randn(n_layers, memory_size, d_model) * 0.02
-        if memory_init == "learned":
-            self.initial_memory = nn.Parameter(initial_memory)
+        self.config = config
+        self.embed = nn.Linear(input_dim, config.d_model)
+        self.layers = nn.ModuleList(ElmurLayer(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
+        shape = (config.n_layers, config.memory_size, config.d_model)
+        if config.memory_init == "learned":
+            self.initial_memory = nn.Parameter(torch.randn(shape) * 0.02)
         else:
-            self.register_buffer("initial_memory", torch.zeros(n_layers, memory_size, d_model))
+            self.register_buffer("initial_memory", torch.zeros(shape))
 
     def initial_state(self, batch_size: int) -> ElmurState:
         """The state of ``batch_size`` fresh episodes."""
-        n, m, d, c = self.n_layers, self.memory_size, self.d_model, self.segment_len - 1
+        c = self.config
+        n, m, d, L, P = c.n_layers, c.memory_size, c.d_model, c.segment_len, c.previous_len
         device = self.initial_memory.device
-        cache = torch.zeros(batch_size, n, c, d, device=device)
         return ElmurState(
             memory=self.initial_memory.detach()[None].expand(batch_size, -1, -1, -1).clone(),
             anchors=torch.full((batch_size, n, m), -1, dtype=torch.long, device=device),
-            keys=cache,
-            values=cache.clone(),
-            outputs=cache.clone(),
+            keys=torch.zeros(batch_size, n, P + L - 1, d, device=device),
+            values=torch.zeros(batch_size, n, P + L - 1, d, device=device),
+            outputs=torch.zeros(batch_size, n, L - 1, d, device=device),
             step=torch.zeros(batch_size, dtype=torch.long, device=device),
         )
 
@@ -270,89 +300,131 @@ class ElmurTransformer(nn.Module):
             )
         )
 
+    def segment_start(self, state: ElmurState) -> SegmentStart:
+        """The part of a state at a segment start (``step % L == 0``) that the segment's training pass starts from."""
+        P = self.config.previous_len
+        return SegmentStart(state.memory, state.anchors, state.keys[:, :, :P], state.values[:, :, :P])
+
     def step(self, features: torch.Tensor, state: ElmurState) -> tuple[torch.Tensor, ElmurState]:
         """One environment step for a batch: features (B, input_dim) -> outputs (B, d) and the next state."""
-        L = self.segment_len
+        L, P = self.config.segment_len, self.config.previous_len
         pos = state.step % L  # (B,) position in the segment
-        steps = state.step[:, None]  # (B, 1)
         completes = pos == L - 1  # these envs finish their segment with this step: write
+        # cached keys at in-segment positions -P..L-2, then this token; earlier segments of the episode only
+        key_pos = torch.arange(-P, L, device=pos.device).expand(len(pos), -1).clone()  # (B, P + L)
+        key_pos[:, -1] = pos
+        masked = (key_pos[:, :-1] >= pos[:, None]) | ((key_pos[:, :-1] < 0) & (state.step < L)[:, None])
+        self_bias_args = ((pos[:, None] - key_pos)[:, None], F.pad(masked, (0, 1), value=False)[:, None])
+        read_bucket = distance_bucket(state.step[:, None, None] - state.anchors, state.anchors < 0)  # (B, n, M)
         x = self.embed(features)[:, None]  # (B, 1, d)
-        memory, anchors, keys, values, outputs = (list(a.unbind(1)) for a in state[:5])
+        memory, anchors = state.memory, state.anchors
+        new_k, new_v, new_x = [], [], []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer.step(x, keys[i], values[i], memory[i], anchors[i], steps, pos)
-            if completes.any():
-                idx = completes.nonzero().squeeze(1)
-                segment_outputs = torch.cat([outputs[i][idx], x[idx]], 1)  # (b, L, d)
-                segment_steps = state.step[idx, None] - L + 1 + torch.arange(L, device=x.device)
-                new_memory, new_anchors = self._write(
-                    layer, memory[i][idx], anchors[i][idx], segment_outputs, segment_steps
-                )
-                memory[i] = memory[i].index_copy(0, idx, new_memory)
-                anchors[i] = anchors[i].index_copy(0, idx, new_anchors)
-            if L > 1:  # store this token in the cache at its position (a completed segment's cache is stale)
-                slot = F.one_hot(pos.clamp(max=L - 2), L - 1).bool()[:, :, None] & ~completes[:, None, None]
-                keys[i], values[i] = keys[i].where(~slot, k), values[i].where(~slot, v)
-                outputs[i] = outputs[i].where(~slot, x)
-        new_state = ElmurState(*(torch.stack(a, 1) for a in (memory, anchors, keys, values, outputs)), state.step + 1)
+            x, k, v = layer(
+                x, state.keys[:, i], state.values[:, i], self_bias_args, memory[:, i], read_bucket[:, i, None]
+            )
+            new_k.append(k[:, 0]), new_v.append(v[:, 0]), new_x.append(x[:, 0])
+        keys, values, outputs = (torch.stack(a, 1) for a in (new_k, new_v, new_x))  # (B, n, d) each
+        if completes.any():  # write every env's segment, keep it where the segment is complete
+            segment_steps = state.step[:, None] - L + 1 + torch.arange(L, device=pos.device)  # (B, L)
+            segment_outputs = torch.cat([state.outputs, outputs[:, :, None]], 2)  # (B, n, L, d)
+            memory, anchors = self._write(memory, anchors, segment_outputs, segment_steps)
+            memory = torch.where(completes[:, None, None, None], memory, state.memory)
+            anchors = torch.where(completes[:, None, None], anchors, state.anchors)
+        new_state = ElmurState(
+            memory,
+            anchors,
+            _cache_token(state.keys, keys, pos, P, completes),
+            _cache_token(state.values, values, pos, P, completes),
+            _cache_token(state.outputs, outputs, pos, 0, completes),
+            state.step + 1,
+        )
         return self.final_norm(x[:, 0]), new_state
 
     def forward(
         self,
         features: torch.Tensor,
-        memory: torch.Tensor,
-        anchors: torch.Tensor,
+        start: SegmentStart,
         start_step: torch.Tensor,
         episode_start: torch.Tensor,
         valid: torch.Tensor,
-        memory_gradient: bool = True,
         write_last: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Segment mode over sequences of S segments, each segment of the batch in one causal pass.
 
         The segments of a sequence follow each other in time; a segment that begins an episode starts from the
-        initial memory, so one sequence can hold the end of one episode and the start of the next.
+        initial memory (and no previous segment), so one sequence can hold the end of one episode and the start
+        of the next.
 
         :param features: (B, S, L, input_dim) tokens; in each segment, padding only after the valid tokens
-        :param memory: (B, n, M, d) memory at the start of each sequence
-        :param anchors: (B, n, M) anchors at the start of each sequence
+        :param start: memory, anchors and previous segment's keys and values at the start of each sequence
         :param start_step: (B, S) episode step of each segment's first token (a multiple of L)
         :param episode_start: (B, S) true where a segment begins an episode
         :param valid: (B, S, L) true for real tokens
-        :param memory_gradient: let gradients flow from later segments through the memory written by earlier
-            ones (truncated backpropagation through time over segments); if false the memory is detached
         :param write_last: also write the memory of the last segment (needed only by who reads the memory after it)
         :return: outputs (B, S, L, d), the memory after each segment (B, S, n, M, d) and the anchors after the last
             segment (B, n, M)
         """
         S, L = features.shape[1:3]
+        P, initial = self.config.previous_len, self.initial_memory
         x = self.embed(features)
-        memory, anchors = list(memory.unbind(1)), list(anchors.unbind(1))
+        memory, anchors, prev_keys, prev_values = start
+        positions = torch.arange(L, device=x.device)
+        key_pos = torch.arange(-P, L, device=x.device)
+        distance = (positions[:, None] - key_pos[None])[None]  # (1, L, P + L)
         outputs, memories = [], []
         for s in range(S):
-            steps = start_step[:, s, None] + torch.arange(L, device=x.device)  # (B, L)
+            steps = start_step[:, s, None] + positions  # (B, L)
             complete = valid[:, s].all(dim=1)  # a write needs the whole segment
             fresh = episode_start[:, s]
-            h, written = x[:, s], []
+            memory = torch.where(fresh[:, None, None, None], initial, memory)
+            anchors = anchors.masked_fill(fresh[:, None, None], -1)
+            masked = (distance < 0) | ((key_pos < 0) & fresh[:, None])[:, None]  # (B, L, P + L)
+            read_bucket = distance_bucket(steps[:, None, :, None] - anchors[:, :, None], (anchors < 0)[:, :, None])
+            h, written, keys, values = x[:, s], [], [], []
             for i, layer in enumerate(self.layers):
-                memory[i] = torch.where(fresh[:, None, None], self.initial_memory[i], memory[i])
-                anchors[i] = anchors[i].masked_fill(fresh[:, None], -1)
-                h = layer(h, memory[i], anchors[i], steps)
-                if s < S - 1 or write_last:
-                    new_memory, new_anchors = self._write(layer, memory[i], anchors[i], h, steps)
-                    memory[i] = torch.where(complete[:, None, None], new_memory, memory[i])
-                    anchors[i] = torch.where(complete[:, None], new_anchors, anchors[i])
-                written.append(memory[i])
-                if not memory_gradient:  # the next segment reads it without a gradient path to this write
-                    memory[i] = memory[i].detach()
+                h, k, v = layer(
+                    h, prev_keys[:, i], prev_values[:, i], (distance, masked), memory[:, i], read_bucket[:, i]
+                )
+                written.append(h)
+                keys.append(k[:, L - P :]), values.append(v[:, L - P :])
+            if s < S - 1 or write_last:
+                new_memory, new_anchors = self._write(memory, anchors, torch.stack(written, 1), steps)
+                memory = torch.where(complete[:, None, None, None], new_memory, memory)
+                anchors = torch.where(complete[:, None, None], new_anchors, anchors)
             outputs.append(h)
-            memories.append(torch.stack(written, 1))
-        return self.final_norm(torch.stack(outputs, 1)), torch.stack(memories, 1), torch.stack(anchors, 1)
+            memories.append(memory)
+            prev_keys, prev_values = torch.stack(keys, 1), torch.stack(values, 1)
+            if not self.config.memory_gradient:  # the next segment reads them without a gradient path to here
+                memory, prev_keys, prev_values = memory.detach(), prev_keys.detach(), prev_values.detach()
+        return self.final_norm(torch.stack(outputs, 1)), torch.stack(memories, 1), anchors
 
     def _write(
-        self, layer: ElmurLayer, memory: torch.Tensor, anchors: torch.Tensor, outputs: torch.Tensor, steps: torch.Tensor
+        self, memory: torch.Tensor, anchors: torch.Tensor, outputs: torch.Tensor, steps: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        candidates = layer.write_candidates(memory, anchors, outputs, steps)
-        return lru_update(memory, anchors, candidates, steps[:, -1], self.lru_alpha)
+        """Every layer's write: memory (B, n, M, d), anchors (B, n, M), the segment's outputs (B, n, L, d) of each
+        layer and its steps (B, L) -> the new memory and anchors."""
+        bucket = distance_bucket(steps[:, None, None, :] - anchors[..., None], (anchors < 0)[..., None])  # (B,n,M,L)
+        new_memory, new_anchors = [], []
+        for i, layer in enumerate(self.layers):
+            candidates = layer.write_candidates(memory[:, i], outputs[:, i], bucket[:, i])
+            m, a = lru_update(memory[:, i], anchors[:, i], candidates, steps[:, -1], self.config.lru_alpha)
+            new_memory.append(m), new_anchors.append(a)
+        return torch.stack(new_memory, 1), torch.stack(new_anchors, 1)
+
+
+def _cache_token(cache: torch.Tensor, token: torch.Tensor, pos: torch.Tensor, P: int, completes: torch.Tensor):
+    """Store each env's token (B, n, d) in its cache (B, n, P + L-1, d) at slot P + pos; where the segment
+    completes, the segment (its L-1 cached tokens and this one) becomes the previous segment (its last P tokens)."""
+    if cache.shape[2] == 0:
+        return cache
+    slot = (P + pos.clamp(max=cache.shape[2] - P - 1)).view(-1, 1, 1, 1).expand(-1, cache.shape[1], 1, cache.shape[3])
+    stored = cache.scatter(2, slot, token[:, :, None])
+    if P == 0:
+        return stored  # a completed segment's cache is stale: the next segment overwrites it
+    segment = torch.cat([cache[:, :, P:], token[:, :, None]], 2)  # (B, n, L, d)
+    shifted = torch.cat([segment[:, :, -P:], cache[:, :, P:]], 2)
+    return torch.where(completes[:, None, None, None], shifted, stored)
 
 
 class MemoryReconstruction(nn.Module):
@@ -378,22 +450,3 @@ class MemoryReconstruction(nn.Module):
         k, v = self.read.keys_values(memory.flatten(1, 2))  # (B, n * M, d)
         queries = self.queries.expand(len(memory), -1, -1)
         return self.out(self.read(queries, k, v, None))
-
-
-def check_elmur_config(
-    d_model: int, n_layers: int, n_heads: int, memory_size: int, segment_len: int, lru_alpha: float, memory_init: str
-) -> None:
-    """Raise ValueError for a configuration the model cannot run."""
-    for name, value in (("d_model", d_model), ("n_layers", n_layers), ("n_heads", n_heads)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if memory_size < 1:
-        raise ValueError(f"memory_size must be >= 1, got {memory_size}")
-    if segment_len < 1:
-        raise ValueError(f"segment_len must be >= 1, got {segment_len}")
-    if d_model % n_heads != 0:
-        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-    if not 0 < lru_alpha <= 1:
-        raise ValueError(f"lru_alpha must be in (0, 1], got {lru_alpha}")
-    if memory_init not in ("learned", "zeros"):
-        raise ValueError(f"memory_init must be 'learned' or 'zeros', got {memory_init!r}")

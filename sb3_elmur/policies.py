@@ -1,6 +1,7 @@
 """Actor-critic policies whose recurrent state is the ELMUR layer memory (see :mod:`sb3_elmur.model`)."""
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
@@ -16,11 +17,21 @@ from stable_baselines3.common.torch_layers import (
     NatureCNN,
 )
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.utils import obs_as_tensor
 from torch import nn
 
-from sb3_elmur.model import ElmurState, ElmurTransformer, MemoryReconstruction, check_elmur_config
+from sb3_elmur.model import ElmurConfig, ElmurState, ElmurTransformer, MemoryReconstruction, SegmentStart
 
+if TYPE_CHECKING:
+    from sb3_elmur.buffers import ElmurSequenceSamples
+
+Observations = np.ndarray | dict[str, np.ndarray]
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
+
+
+def map_observations(fn, obs: Observations) -> Observations:
+    """Apply ``fn`` to an observation array, or to each array of a Dict observation."""
+    return {key: fn(value) for key, value in obs.items()} if isinstance(obs, dict) else fn(obs)
 
 
 class ElmurActorCriticPolicy(ActorCriticPolicy):
@@ -30,25 +41,10 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     current segment's cache; :meth:`predict` passes it as a tuple of numpy arrays, batch axis first.
     SB3's arguments keep their meaning (see ``ActorCriticPolicy``); ``net_arch`` is the MLP on the trunk output.
 
-    :param d_model: width of the tokens and memory slots
-    :param n_layers: number of ELMUR layers, each with its own memory
-    :param n_heads: attention heads per layer (must divide ``d_model``)
-    :param memory_size: memory slots per layer
-    :param segment_len: environment steps per segment; the memory is written once per completed segment and
-        self-attention sees the current segment only
-    :param lru_alpha: LRU blend rate lambda in (0, 1]: weight of the new content when the oldest slot is rewritten
-    :param memory_init: initial memory of each episode, ``"learned"`` or ``"zeros"``
-    :param norm_first: pre-norm instead of post-norm transformer layers
-    :param memory_gradient: in training, let the PPO gradient flow from a segment back through the memory written
-        by the earlier segments of the same training sequence (trains the write path); if false it is detached
-    :param separate_critic_trunk: give the value function its own ELMUR trunk (and memory) instead of a value
-        head on the actor's trunk
-    :param features_skip: feed the current step's features to the actor and critic MLPs beside the trunk output
-        (a direct path that does not go through attention and memory; CartPole-v1 after 100k steps: 361 without,
-        500 with)
-    :param reconstruction_coef: weight of an auxiliary loss (0 = off): after each complete training segment, a small
-        decoder reads the freshly written memory and reconstructs the segment's features (MSE); it trains the write
-        to keep what the segment showed
+    :param elmur_kwargs: the ELMUR knobs (``d_model``, ``n_layers``, ``n_heads``, ``memory_size``, ``segment_len``,
+        ``lru_alpha``, ``memory_init``, ``norm_first``, ``attend_previous_segment``, ``memory_gradient``,
+        ``separate_critic_trunk``, ``features_skip``, ``reconstruction_coef``): see
+        :class:`~sb3_elmur.model.ElmurConfig`, which holds their meaning, defaults and validation
     """
 
     def __init__(
@@ -70,25 +66,12 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
-        d_model: int = 64,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        memory_size: int = 1,
-        segment_len: int = 16,
-        lru_alpha: float = 0.79,
-        memory_init: str = "learned",
-        norm_first: bool = False,
-        memory_gradient: bool = True,
-        separate_critic_trunk: bool = False,
-        features_skip: bool = True,
-        reconstruction_coef: float = 0.0,
+        **elmur_kwargs: Any,
     ):
         check_observation_space(observation_space)
-        check_elmur_config(d_model, n_layers, n_heads, memory_size, segment_len, lru_alpha, memory_init)
-        if not share_features_extractor and not separate_critic_trunk:
+        self.config = config = ElmurConfig(**elmur_kwargs)
+        if not share_features_extractor and not config.separate_critic_trunk:
             raise ValueError("share_features_extractor=False needs separate_critic_trunk=True")
-        self.d_model = d_model
-        self.features_skip = features_skip
         if optimizer_class is th.optim.Adam:  # one fused update for all of the many small tensors
             optimizer_kwargs = {"foreach": True, **(optimizer_kwargs or {})}
         super().__init__(
@@ -110,48 +93,27 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             optimizer_class,
             optimizer_kwargs,
         )
-        self.segment_len = segment_len
-        self.memory_gradient = memory_gradient
-        self.separate_critic_trunk = separate_critic_trunk
-        trunk_kwargs = dict(
-            d_model=d_model,
-            n_layers=n_layers,
-            n_heads=n_heads,
-            memory_size=memory_size,
-            segment_len=segment_len,
-            lru_alpha=lru_alpha,
-            memory_init=memory_init,
-            norm_first=norm_first,
-        )
-        self.elmur_kwargs = dict(
-            trunk_kwargs,
-            memory_gradient=memory_gradient,
-            separate_critic_trunk=separate_critic_trunk,
-            features_skip=features_skip,
-            reconstruction_coef=reconstruction_coef,
-        )
+        self.segment_len = config.segment_len
         # trunk 0 acts (and carries the value head unless there is a critic trunk); trunk 1 is the critic trunk
-        self.trunks = nn.ModuleList(
-            ElmurTransformer(self.features_dim, **trunk_kwargs) for _ in range(2 if separate_critic_trunk else 1)
-        )
-        if reconstruction_coef < 0:
-            raise ValueError(f"reconstruction_coef must be >= 0, got {reconstruction_coef}")
-        self.reconstruction_coef = reconstruction_coef
+        n_trunks = 2 if config.separate_critic_trunk else 1
+        self.trunks = nn.ModuleList(ElmurTransformer(self.features_dim, config) for _ in range(n_trunks))
         self.reconstruction = (
-            MemoryReconstruction(d_model, n_heads, segment_len, self.features_dim) if reconstruction_coef > 0 else None
+            MemoryReconstruction(config.d_model, config.n_heads, config.segment_len, self.features_dim)
+            if config.reconstruction_coef > 0
+            else None
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return dict(super()._get_constructor_parameters(), **self.elmur_kwargs)
+        return dict(super()._get_constructor_parameters(), **dataclasses.asdict(self.config))
 
     def _build_mlp_extractor(self) -> None:
-        latent_dim = self.d_model + (self.features_dim if self.features_skip else 0)
+        latent_dim = self.config.d_model + (self.features_dim if self.config.features_skip else 0)
         self.mlp_extractor = MlpExtractor(latent_dim, self.net_arch, self.activation_fn, self.device)
 
     def _latents(self, outputs: list[th.Tensor], features: list[th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
         """Actor and critic latents from the trunk outputs (and the current step's features, with features_skip)."""
-        if self.features_skip:
+        if self.config.features_skip:
             outputs = [th.cat([o, f], dim=-1) for o, f in zip(outputs, features, strict=True)]
         return self.mlp_extractor.forward_actor(outputs[0]), self.mlp_extractor.forward_critic(outputs[-1])
 
@@ -160,9 +122,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     @property
     def state_shapes(self) -> ElmurState:
         """Per-environment shape of each state field (layer axis: the layers of every trunk)."""
-        t = self.trunks[0]
-        n, m, d, c = t.n_layers * len(self.trunks), t.memory_size, t.d_model, t.segment_len - 1
-        return ElmurState((n, m, d), (n, m), (n, c, d), (n, c, d), (n, c, d), ())
+        c = self.config
+        n, m, d, L, P = c.n_layers * len(self.trunks), c.memory_size, c.d_model, c.segment_len, c.previous_len
+        return ElmurState((n, m, d), (n, m), (n, P + L - 1, d), (n, P + L - 1, d), (n, L - 1, d), ())
 
     def initial_state(self, n_envs: int) -> ElmurState:
         """State of ``n_envs`` fresh episodes."""
@@ -174,10 +136,14 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         return _join([t.reset(s, episode_starts) for t, s in zip(self.trunks, self._split(state), strict=True)])
 
     def _split(self, state: ElmurState) -> list[ElmurState]:
-        n = self.trunks[0].n_layers
+        n = self.config.n_layers
         return [
             ElmurState(*(a[:, i * n : (i + 1) * n] for a in state[:5]), state.step) for i in range(len(self.trunks))
         ]
+
+    def segment_start(self, state: ElmurState) -> SegmentStart:
+        """What a training sequence that begins at this state's segment start needs (see :class:`SegmentStart`)."""
+        return self.trunks[0].segment_start(state)  # slices the previous segment's keys of every trunk
 
     def _trunk_features(self, obs: PyTorchObs) -> list[th.Tensor]:
         features = self.extract_features(obs)
@@ -187,14 +153,36 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
 
     # --- step mode (acting) ---------------------------------------------------------------------------------------
 
-    def _step_latents(self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor):
-        state = self.reset_state(state, episode_starts)
+    def _step_trunks(self, obs: PyTorchObs, state: ElmurState) -> tuple[list[th.Tensor], list[th.Tensor], ElmurState]:
         features = self._trunk_features(obs)
         outputs, states = zip(
             *(trunk.step(f, s) for trunk, f, s in zip(self.trunks, features, self._split(state), strict=True)),
             strict=True,
         )
-        return *self._latents(list(outputs), features), _join(list(states))
+        return features, list(outputs), _join(list(states))
+
+    def recompute_segment_cache(self, state: ElmurState, segment_observations: Observations) -> ElmurState:
+        """The state with its current segment's cache recomputed by the current weights.
+
+        :param state: the state of n_envs environments, ``step % L`` steps into their segments
+        :param segment_observations: (n_envs, L-1, ...) each environment's observations of its segment so far
+        """
+        prefix_len = state.step % self.config.segment_len  # (n_envs,)
+        if not prefix_len.any():
+            return state
+        replay = state._replace(step=state.step - prefix_len)
+        for j in range(int(prefix_len.max())):
+            obs = obs_as_tensor(map_observations(lambda o: o[:, j], segment_observations), self.device)  # noqa: B023
+            _, _, stepped = self._step_trunks(obs, replay)
+            advance = j < prefix_len
+            replay = ElmurState(
+                *(th.where(advance.view(-1, *[1] * (a.dim() - 1)), n, a) for n, a in zip(stepped, replay, strict=True))
+            )
+        return replay
+
+    def _step_latents(self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor):
+        features, outputs, state = self._step_trunks(obs, self.reset_state(state, episode_starts))
+        return *self._latents(outputs, features), state
 
     def forward(  # type: ignore[override]
         self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor, deterministic: bool = False
@@ -221,55 +209,40 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
 
     # --- segment mode (training) ----------------------------------------------------------------------------------
 
-    def evaluate_sequences(
-        self,
-        obs: PyTorchObs,
-        actions: th.Tensor,
-        memory: th.Tensor,
-        anchors: th.Tensor,
-        start_step: th.Tensor,
-        episode_start: th.Tensor,
-        valid: th.Tensor,
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None, th.Tensor]:
-        """Values, log-probabilities and entropy of the actions of B sequences of S segments of L steps.
+    def evaluate_sequences(self, batch: "ElmurSequenceSamples") -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """Values, log-probabilities and entropy of the actions of a minibatch of B sequences of S segments of L
+        steps (see :class:`~sb3_elmur.buffers.ElmurSequenceSamples`).
 
-        :param obs: observations, (B * S * L, ...) in sequence order
-        :param actions: actions, (B * S * L, ...)
-        :param memory: (B, n, M, d) memory at each sequence start
-        :param anchors: (B, n, M) anchors at each sequence start
-        :param start_step: (B, S) episode step of each segment's first token
-        :param episode_start: (B, S) true where a segment begins an episode (its memory: the initial memory)
-        :param valid: (B, S, L) true for real tokens (padding is last in each segment)
         :return: values, log-probabilities and entropy, each (B * S * L,), and the weighted auxiliary
             reconstruction loss (0 when ``reconstruction_coef`` is 0)
         """
-        B, S, L = valid.shape
-        n = self.trunks[0].n_layers
-        features, outputs = self._trunk_features(obs), []
-        auxiliary_loss = th.zeros((), device=valid.device)
+        B, S, L = batch.valid.shape
+        n = self.config.n_layers
+        features, outputs = self._trunk_features(batch.observations), []
+        auxiliary_loss = th.zeros((), device=batch.valid.device)
         for i, (trunk, trunk_features) in enumerate(zip(self.trunks, features, strict=True)):
-            layers = slice(i * n, (i + 1) * n)
             trunk_features = trunk_features.reshape(B, S, L, -1)
             reconstruct = i == 0 and self.reconstruction is not None
             y, memories, _ = trunk(
                 trunk_features,
-                memory[:, layers],
-                anchors[:, layers],
-                start_step,
-                episode_start,
-                valid,
-                memory_gradient=self.memory_gradient,
+                SegmentStart(*(a[:, i * n : (i + 1) * n] for a in batch.start)),
+                batch.start_step,
+                batch.episode_start,
+                batch.valid,
                 write_last=reconstruct,  # otherwise the memory after the sequence is not used
             )
             outputs.append(y.reshape(B * S * L, -1))
-            complete = valid.all(dim=-1)  # (B, S) segments that wrote memory
+            complete = batch.valid.all(dim=-1)  # (B, S) segments that wrote memory
             if reconstruct and complete.any():
                 decoded = self.reconstruction(memories[complete])  # (K, L, features_dim)
                 loss = F.mse_loss(decoded, trunk_features[complete].detach())
-                auxiliary_loss = self.reconstruction_coef * loss
+                auxiliary_loss = self.config.reconstruction_coef * loss
         latent_pi, latent_vf = self._latents(outputs, features)
         distribution = self._get_action_dist_from_latent(latent_pi)
         values = self.value_net(latent_vf).flatten()
+        actions = batch.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
         return values, distribution.log_prob(actions), distribution.entropy(), auxiliary_loss
 
     # --- user-facing predict --------------------------------------------------------------------------------------

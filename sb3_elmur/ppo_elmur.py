@@ -17,7 +17,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_elmur.buffers import ElmurRolloutBuffer, map_observations
+from sb3_elmur.buffers import ElmurRolloutBuffer
 from sb3_elmur.model import ElmurState
 from sb3_elmur.policies import (
     CnnElmurPolicy,
@@ -55,9 +55,8 @@ class PPOELMUR(OnPolicyAlgorithm):
     The other parameters: ``n_steps`` (steps per environment per rollout), ``n_epochs``,
     ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``,
     ``vf_coef``, ``max_grad_norm``, ``use_sde``, ``sde_sample_freq``, ``target_kl``, ``stats_window_size``,
-    ``tensorboard_log``, ``policy_kwargs`` (the policy's ELMUR knobs: ``d_model``, ``n_layers``, ``n_heads``,
-    ``memory_size``, ``segment_len``, ``lru_alpha``, ``memory_init``, ``norm_first``, ``memory_gradient``,
-    ``separate_critic_trunk``), ``verbose``, ``seed``, ``device``: as in SB3's PPO.
+    ``tensorboard_log``, ``policy_kwargs`` (SB3's policy arguments and the ELMUR knobs of
+    :class:`~sb3_elmur.model.ElmurConfig`), ``verbose``, ``seed``, ``device``: as in SB3's PPO.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -162,7 +161,7 @@ class PPOELMUR(OnPolicyAlgorithm):
             gamma=self.gamma,
             gae_lambda=self.gae_lambda,
             n_envs=self.n_envs,
-            segment_len=segment_len,
+            elmur_config=self.policy.config,
             sequence_segments=self.sequence_segments,
         )
         self._reset_state()
@@ -175,7 +174,6 @@ class PPOELMUR(OnPolicyAlgorithm):
     def _reset_state(self) -> None:
         """Fresh recurrent state for the current training envs (also after ``set_env``)."""
         self._last_state = self.policy.initial_state(self.n_envs)
-        self._segment_observations = self.rollout_buffer._zeros(self.n_envs, max(self.policy.segment_len - 1, 0))
 
     def _setup_learn(
         self,
@@ -204,7 +202,6 @@ class PPOELMUR(OnPolicyAlgorithm):
             self.policy.reset_noise(env.num_envs)
         callback.on_rollout_start()
         state = self._last_state
-        segment_len = self.policy.segment_len
         no_reset = th.zeros(env.num_envs, dtype=th.bool, device=self.device)
 
         while n_steps < n_rollout_steps:
@@ -214,10 +211,11 @@ class PPOELMUR(OnPolicyAlgorithm):
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
                 episode_starts = th.as_tensor(self._last_episode_starts, dtype=th.bool, device=self.device)
                 state = self.policy.reset_state(state, episode_starts)
-                if n_steps == 0:
-                    rollout_buffer.start_rollout(self._segment_observations, state)
-                    state = self._recompute_segment_cache(state)
-                rollout_buffer.add_memory(state)
+                step = state.step.cpu().numpy()
+                if n_steps == 0:  # the segment begun in the last rollout: its cache by the updated weights
+                    rollout_buffer.start_rollout(step)
+                    state = self.policy.recompute_segment_cache(state, rollout_buffer.prefix_observations)
+                rollout_buffer.add_segment_starts(state, step)
                 actions, values, log_probs, new_state = self.policy(obs_tensor, state, no_reset)
             actions = actions.cpu().numpy()
             clipped_actions = actions
@@ -247,9 +245,7 @@ class PPOELMUR(OnPolicyAlgorithm):
                         terminal_value = self.policy.predict_values(terminal_obs, terminal_state, no_reset[:1])[0]
                     rewards[idx] += self.gamma * terminal_value.item()
 
-            step = state.step.cpu().numpy()
             rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs, step)
-            self._remember_segment_observation(self._last_obs, step % segment_len)
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
             state = new_state
@@ -262,41 +258,6 @@ class PPOELMUR(OnPolicyAlgorithm):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
-
-    def _recompute_segment_cache(self, state: ElmurState) -> ElmurState:
-        """Recompute the cache of the current segment's earlier steps with the current weights.
-
-        The cache was filled before the last update; training recomputes those steps from the stored memory and
-        observations with the new weights, so acting must do the same for the update to stay exact.
-        """
-        prefix_len = state.step % self.policy.segment_len  # (n_envs,)
-        if not prefix_len.any():
-            return state
-        replay = state._replace(step=state.step - prefix_len)
-        for j in range(int(prefix_len.max())):
-            obs = map_observations(lambda o: o[:, j], self._segment_observations)  # noqa: B023
-            _, _, _, stepped = self.policy(
-                obs_as_tensor(obs, self.device), replay, th.zeros_like(prefix_len, dtype=th.bool)
-            )
-            advance = j < prefix_len
-            replay = ElmurState(
-                *(th.where(advance.view(-1, *[1] * (a.dim() - 1)), n, a) for n, a in zip(stepped, replay, strict=True))
-            )
-        return replay
-
-    def _remember_segment_observation(self, obs: np.ndarray | dict[str, np.ndarray], position: np.ndarray) -> None:
-        """Keep the current segment's observations per env: the next rollout's sequences start with them."""
-        envs = np.flatnonzero(position < self.policy.segment_len - 1)
-        shape = self.rollout_buffer.obs_shape
-
-        def store(cache: np.ndarray, new: np.ndarray, key_shape: tuple[int, ...]) -> None:
-            cache[envs, position[envs]] = np.asarray(new).reshape((self.n_envs, *key_shape))[envs]
-
-        if isinstance(obs, dict):
-            for key in obs:
-                store(self._segment_observations[key], obs[key], shape[key])  # type: ignore[index]
-        else:
-            store(self._segment_observations, obs, shape)  # type: ignore[arg-type]
 
     def train(self) -> None:
         """Update the policy on whole-segment sequences of the rollout (see :class:`ElmurRolloutBuffer`)."""
@@ -311,19 +272,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for data in self.rollout_buffer.get(self.batch_size):
-                actions = data.actions
-                if isinstance(self.action_space, spaces.Discrete):
-                    actions = data.actions.long().flatten()
                 mask = data.loss_mask
-                values, log_prob, entropy, auxiliary_loss = self.policy.evaluate_sequences(
-                    data.observations,
-                    actions,
-                    data.memory,
-                    data.anchors,
-                    data.start_step,
-                    data.episode_start,
-                    data.valid,
-                )
+                values, log_prob, entropy, auxiliary_loss = self.policy.evaluate_sequences(data)
                 advantages = data.advantages
                 if self.normalize_advantage and mask.sum() > 1:
                     advantages = (advantages - advantages[mask].mean()) / (advantages[mask].std() + 1e-8)
@@ -411,7 +361,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         return super().load(path, *args, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_state", "_segment_observations"]
+        return [*super()._excluded_save_params(), "_last_state"]
 
 
 def check_checkpoint(path: str | pathlib.Path | io.BufferedIOBase) -> None:

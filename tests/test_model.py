@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sb3_elmur.model import ElmurTransformer, distance_bucket
+from sb3_elmur.model import ElmurConfig, ElmurTransformer, SegmentStart, distance_bucket
 
 CONFIG = dict(
     d_model=16,
@@ -17,9 +17,12 @@ CONFIG = dict(
 )
 
 
-def make_model(norm_first: bool, memory_size: int, segment_len: int = 4) -> ElmurTransformer:
+def make_model(
+    norm_first: bool, memory_size: int, segment_len: int = 4, attend_previous_segment: bool = False
+) -> ElmurTransformer:
     torch.manual_seed(0)
-    model = ElmurTransformer(5, **dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first))
+    config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first)
+    model = ElmurTransformer(5, ElmurConfig(**config, attend_previous_segment=attend_previous_segment))
     with torch.no_grad():  # make every bias and the initial memory matter
         for name, p in model.named_parameters():
             if ("bias" in name and p.dim() == 2) or name == "initial_memory":
@@ -39,13 +42,18 @@ def run_steps(model: ElmurTransformer, features: torch.Tensor):
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
 
 
+def fresh_start(model: ElmurTransformer, batch_size: int) -> SegmentStart:
+    return model.segment_start(model.initial_state(batch_size))
+
+
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("memory_size", [1, 2, 8])  # fewer slots than segments (blends) and more (only replacements)
-def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, device: str):
+@pytest.mark.parametrize("attend_previous_segment", [False, True])
+def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, attend_previous_segment: bool, device: str):
     L, S, B = 4, 6, 3
     T = 5 * L + 2  # five whole segments and a partial one
-    model = make_model(norm_first, memory_size, L).to(device)
+    model = make_model(norm_first, memory_size, L, attend_previous_segment).to(device)
     with torch.device(device):  # every tensor below is made on the device
         features = torch.randn(B, T, 5)
         step_outputs, step_state = run_steps(model, features)
@@ -54,12 +62,11 @@ def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, devic
         padded[:, :T] = features
         valid = torch.zeros(B, S * L, dtype=torch.bool)
         valid[:, :T] = True
-        fresh = model.initial_state(B)
         start_step = (torch.arange(S) * L).expand(B, S)
         episode_start = start_step == 0
         with torch.no_grad():
             segment_outputs, memories, anchors = model(
-                padded.view(B, S, L, 5), fresh.memory, fresh.anchors, start_step, episode_start, valid.view(B, S, L)
+                padded.view(B, S, L, 5), fresh_start(model, B), start_step, episode_start, valid.view(B, S, L)
             )
         segment_outputs = segment_outputs.reshape(B, S * L, -1)[:, :T]
         assert (step_outputs - segment_outputs).abs().max() <= 1e-5
@@ -73,10 +80,13 @@ def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, devic
         assert torch.equal(step_state.step, torch.full((B,), T))
 
 
-def test_segment_mode_restarts_memory_at_an_episode_start():
-    """One sequence may hold the end of an episode and the next one: the new episode starts from fresh memory."""
+@pytest.mark.parametrize("attend_previous_segment", [False, True])
+def test_segment_mode_restarts_memory_at_an_episode_start(attend_previous_segment: bool):
+    """One sequence may hold the end of an episode and the next one: the new episode starts from fresh memory (and
+    does not attend to the previous episode's last segment); a sequence that starts mid-episode continues from
+    the state stored at its start."""
     L = 4
-    model = make_model(False, 2, L)
+    model = make_model(False, 2, L, attend_previous_segment)
     first, second = torch.randn(1, 3 * L, 5), torch.randn(1, L + 2, 5)
     _, first_state = run_steps(model, first)  # memory after 3 writes
     second_outputs, _ = run_steps(model, second)  # a fresh episode
@@ -89,12 +99,13 @@ def test_segment_mode_restarts_memory_at_an_episode_start():
     with torch.no_grad():
         outputs, _, _ = model(
             features,
-            state_before.memory,
-            state_before.anchors,
+            model.segment_start(state_before),
             torch.tensor([[2 * L, 0, L]]),
             torch.tensor([[False, True, False]]),
             valid,
         )
+    first_outputs, _ = run_steps(model, first)
+    assert (outputs[0, 0] - first_outputs[0, 2 * L :]).abs().max() <= 1e-5
     assert (outputs[0, 1:].reshape(2 * L, -1)[: L + 2] - second_outputs[0]).abs().max() <= 1e-5
     assert first_state.anchors.max() == 3 * L - 1
 
@@ -147,8 +158,9 @@ def test_distance_buckets_are_monotone_and_bounded():
         (dict(lru_alpha=0.0), "lru_alpha"),
         (dict(lru_alpha=1.5), "lru_alpha"),
         (dict(memory_init="random"), "memory_init"),
+        (dict(reconstruction_coef=-1.0), "reconstruction_coef"),
     ],
 )
 def test_invalid_configuration_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ElmurTransformer(4, **dict(CONFIG, **kwargs))
+        ElmurConfig(**dict(CONFIG, **kwargs))

@@ -37,11 +37,8 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
     callback.init_callback(model)
     model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
     (data,) = list(model.rollout_buffer.get(None))
-    actions = data.actions.long().flatten()
     with torch.no_grad():
-        values, log_prob, _, _ = model.policy.evaluate_sequences(
-            data.observations, actions, data.memory, data.anchors, data.start_step, data.episode_start, data.valid
-        )
+        values, log_prob, _, _ = model.policy.evaluate_sequences(data)
     mask = data.loss_mask
     assert mask.sum() == model.n_steps * model.n_envs  # every rollout step is trained on exactly once
     return (log_prob - data.old_log_prob)[mask].abs().max().item(), (values - data.old_values)[mask].abs().max().item()
@@ -53,7 +50,10 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", {}),
         (TMaze, "ElmurPolicy", dict(separate_critic_trunk=True, norm_first=True, memory_gradient=False)),
         (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros", reconstruction_coef=1.0)),
+        (TMaze, "ElmurPolicy", dict(attend_previous_segment=True)),
+        (TMaze, "ElmurPolicy", dict(attend_previous_segment=True, separate_critic_trunk=True)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
+        (DictTMaze, "MultiInputElmurPolicy", dict(attend_previous_segment=True)),
     ],
 )
 def test_ppo_update_is_exact(env_class, policy, policy_kwargs):
@@ -104,7 +104,7 @@ def test_predict_save_load(tmp_path):
     before = episode_actions(model)
     model.save(tmp_path / "model.zip")
     loaded = PPOELMUR.load(tmp_path / "model.zip")
-    assert loaded.policy.elmur_kwargs == model.policy.elmur_kwargs
+    assert loaded.policy.config == model.policy.config
     assert episode_actions(loaded) == before
 
     # single and vectorized observations
@@ -153,15 +153,7 @@ def test_reconstruction_loss_trains_the_write_path():
     model.learn(90)
     assert model.logger.name_to_value["train/reconstruction_loss"] > 0
     (data,) = list(model.rollout_buffer.get(None))
-    *_, auxiliary_loss = model.policy.evaluate_sequences(
-        data.observations,
-        data.actions.long().flatten(),
-        data.memory,
-        data.anchors,
-        data.start_step,
-        data.episode_start,
-        data.valid,
-    )
+    *_, auxiliary_loss = model.policy.evaluate_sequences(data)
     model.policy.zero_grad()
     auxiliary_loss.backward()
     write = model.policy.trunks[0].layers[0].write_attn.query.weight.grad

@@ -137,7 +137,7 @@ def test_checkpoint_keeps_configuration_and_loads_with_other_number_of_envs(tmp_
     model = tiny_model(make_vec_env(TMaze, n_envs=2, seed=0), policy_kwargs=kwargs).learn(32)
     model.save(tmp_path / "model.zip")
     loaded = PPOELMUR.load(tmp_path / "model.zip", env=make_vec_env(TMaze, n_envs=3, seed=1))
-    assert {k: loaded.policy.elmur_kwargs[k] for k in kwargs} == kwargs
+    assert {k: getattr(loaded.policy.config, k) for k in kwargs} == kwargs
     assert loaded.n_envs == 3
     loaded.learn(48)  # state and buffer were re-initialised for 3 envs
     assert loaded._last_state.memory.shape[0] == 3
@@ -250,12 +250,12 @@ def test_cuda():
 @pytest.mark.slow
 def test_million_step_episode_stays_finite_and_bounded():
     """10^6 steps (62,500 segments of 16): finite outputs, slot norms within Proposition 2's bound, exact anchors."""
-    from sb3_elmur.model import ElmurTransformer
+    from sb3_elmur.model import ElmurConfig, ElmurTransformer
 
     torch.manual_seed(0)
     L, S, steps = 16, 250, 10**6
     config = dict(memory_size=4, segment_len=L, lru_alpha=0.79, memory_init="learned", norm_first=False)
-    model = ElmurTransformer(3, d_model=32, n_layers=2, n_heads=2, **config).eval()
+    model = ElmurTransformer(3, ElmurConfig(d_model=32, n_layers=2, n_heads=2, **config)).eval()
     # candidates leave a LayerNorm: norm <= sqrt(d) * max|gamma| + |beta|; the initial memory is below that too
     bound = max(
         layer.norm_memory_ff.weight.abs().max().item() * 32**0.5 + layer.norm_memory_ff.bias.norm().item()
@@ -263,14 +263,15 @@ def test_million_step_episode_stays_finite_and_bounded():
     )
     assert model.initial_memory.norm(dim=-1).max() <= bound
     state = model.initial_state(1)
-    memory, anchors = state.memory, state.anchors
+    start = model.segment_start(state)
     valid = torch.ones(1, S, L, dtype=torch.bool)
     with torch.no_grad():
         for start in range(0, steps, S * L):
             features = torch.rand(1, S, L, 3)
             start_step = start + torch.arange(S)[None] * L
-            outputs, memories, anchors = model(features, memory, anchors, start_step, start_step == 0, valid)
+            outputs, memories, anchors = model(features, start, start_step, start_step == 0, valid)
             memory = memories[:, -1]
+            start = start._replace(memory=memory, anchors=anchors)
             assert torch.isfinite(outputs).all() and torch.isfinite(memory).all()
             assert memory.norm(dim=-1).max() <= bound * (1 + 1e-5)
         assert anchors.max().item() == steps - 1

@@ -56,7 +56,7 @@ def check_constructs(hyperparams):
     tokens = model.sequence_segments * model.policy.segment_len
     assert model.batch_size % tokens == 0
     for key, value in hyperparams["policy_kwargs"].items():
-        assert model.policy.elmur_kwargs[key] == value
+        assert getattr(model.policy.config, key) == value
     env.close()
 
 
