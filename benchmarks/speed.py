@@ -3,12 +3,13 @@
     python benchmarks/speed.py                     # all envs, 3 repeats
     python benchmarks/speed.py --envs CartPole-v1 --repeats 5 --steps 4096
 
-For each env, both algorithms get the same number of envs, n_steps, batch_size and n_epochs (RecurrentPPO's
-defaults: 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy). Each measurement runs in a
-fresh subprocess (clean peak memory), ELMUR and LSTM alternating; the table shows medians and the ratio ELMUR/LSTM
-(> 1 means ELMUR is faster for throughputs, slower for times and memory). Then: acting latency of ``predict`` for 8
-envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes for a 2048 x 8 rollout at corridors 10^2, 10^4
-and 10^6 (episodes of up to that many steps).
+For each env, the algorithms get the same number of envs, n_steps, batch_size and n_epochs (RecurrentPPO's
+defaults: 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy; SB3 PPO's memoryless
+MlpPolicy). Each measurement runs in a fresh subprocess (clean peak memory), the algorithms alternating; the table
+shows medians and the ratios ELMUR/LSTM and ELMUR/PPO (> 1 means ELMUR is faster for throughputs, slower for times
+and memory). ``--device cuda`` runs the policies on a GPU (the environments stay on the CPU). Then: acting latency
+of ``predict`` for 8 envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes for a 2048 x 8 rollout
+at corridors 10^2, 10^4 and 10^6 (episodes of up to that many steps).
 """
 
 import argparse
@@ -27,9 +28,10 @@ ENVS = {
 COMMON = dict(n_steps=128, batch_size=128, n_epochs=10)
 
 
-def make_model(algo: str, env_id: str, env_kwargs: dict, n_envs: int):
+def make_model(algo: str, env_id: str, env_kwargs: dict, n_envs: int, device: str = "cpu"):
     import gymnasium as gym
     from sb3_contrib import RecurrentPPO
+    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     from sb3_elmur import PPOELMUR
@@ -39,15 +41,17 @@ def make_model(algo: str, env_id: str, env_kwargs: dict, n_envs: int):
     env = make_vec_env(env_id, n_envs=n_envs, env_kwargs=env_kwargs, seed=0)
     assert isinstance(env.observation_space, gym.spaces.Space)
     if algo == "elmur":
-        return PPOELMUR("ElmurPolicy", env, seed=0, **COMMON)
-    return RecurrentPPO("MlpLstmPolicy", env, seed=0, **COMMON)
+        return PPOELMUR("ElmurPolicy", env, seed=0, device=device, **COMMON)
+    if algo == "ppo":
+        return PPO("MlpPolicy", env, seed=0, device=device, **COMMON)
+    return RecurrentPPO("MlpLstmPolicy", env, seed=0, device=device, **COMMON)
 
 
-def child_throughput(algo: str, env_id: str, steps: int, n_envs: int) -> dict:
+def child_throughput(algo: str, env_id: str, steps: int, n_envs: int, device: str) -> dict:
     """One measurement: rollout time, update time and peak memory over ``steps`` environment steps."""
     from stable_baselines3.common.callbacks import CallbackList
 
-    model = make_model(algo, env_id, ENVS[env_id], n_envs)
+    model = make_model(algo, env_id, ENVS[env_id], n_envs, device)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model.learn(model.n_steps * n_envs)  # warm-up: one rollout and one update
     callback = CallbackList([])
@@ -79,21 +83,23 @@ def child_latency(n_envs: int) -> dict:
 
     model = make_model("elmur", "PassiveTMaze-v0", {"corridor_length": 10**6}, n_envs)
     policy, trunk = model.policy, model.policy.trunks[0]
-    L = trunk.segment_len
+    L = policy.config.segment_len
     result = {}
     for target in (10, 10**5, 10**6):
         state = policy.initial_state(n_envs)
         start = (target // L) * L
-        memory, anchors = state.memory, state.anchors
+        start_state = trunk.segment_start(state)
         with torch.no_grad():  # reach step `start` with real writes, 256 segments per pass
             for first in range(0, start, 256 * L):
                 S = min(256, (start - first) // L)
                 step0 = first + torch.arange(S)[None].expand(n_envs, S) * L
                 features = torch.rand(n_envs, S, L, 3)
                 valid = torch.ones(n_envs, S, L, dtype=torch.bool)
-                _, memories, anchors = trunk(features, memory, anchors, step0, step0 == 0, valid)
-                memory = memories[:, -1]
-        state = state._replace(memory=memory, anchors=anchors, step=torch.full((n_envs,), start))
+                _, memories, anchors = trunk(features, start_state, step0, step0 == 0, valid)
+                start_state = start_state._replace(memory=memories[:, -1], anchors=anchors)
+        state = state._replace(
+            memory=start_state.memory, anchors=start_state.anchors, step=torch.full((n_envs,), start)
+        )
         numpy_state = tuple(a.numpy() for a in state)
         obs = np.zeros((n_envs, 3), dtype=np.float32)
         times = []
@@ -130,7 +136,7 @@ def child_buffer(algo: str, corridor: int) -> dict:
         v.nbytes if isinstance(v, np.ndarray | torch.Tensor) else 0 for v in vars(model.rollout_buffer).values()
     )
     if algo == "elmur":
-        buffer_bytes += sum(t.nbytes for t in model.rollout_buffer._memories + model.rollout_buffer._anchors)
+        buffer_bytes += sum(t.nbytes for start in model.rollout_buffer._segment_starts for t in start)
         state_bytes = sum(a.nbytes for a in model._last_state)
     else:
         state_bytes = sum(t.nbytes for pair in model._last_lstm_states for t in pair)
@@ -149,6 +155,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8192, help="measured env steps per run (after warm-up)")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--device", default="cpu", help="torch device of the policies (cpu, cuda)")
+    parser.add_argument("--no-extras", action="store_true", help="throughput table only (no latency, buffer sizes)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -158,7 +166,7 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "throughput":
-            print(json.dumps(child_throughput(rest[0], rest[1], args.steps, args.n_envs)))
+            print(json.dumps(child_throughput(rest[0], rest[1], args.steps, args.n_envs, args.device)))
         elif kind == "latency":
             print(json.dumps(child_latency(args.n_envs)))
         else:
@@ -166,28 +174,37 @@ def main() -> None:
         return
 
     common = ["--steps", str(args.steps), "--n-envs", str(args.n_envs), "--threads", str(args.threads)]
-    print(f"threads per process: {args.threads}; n_envs {args.n_envs}; {COMMON}; medians of {args.repeats} runs\n")
+    common += ["--device", args.device]
     print(
-        "| env | train fps ELMUR | train fps LSTM | ratio | rollout fps ratio | update s ELMUR | update s LSTM "
-        "| update ratio | peak MiB ELMUR | peak MiB LSTM |"
+        f"device {args.device}; threads per process: {args.threads}; n_envs {args.n_envs}; {COMMON}; "
+        f"medians of {args.repeats} runs\n"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| env | train fps ELMUR | train fps LSTM | ratio | rollout fps ELMUR | rollout fps LSTM | rollout ratio "
+        "| update s ELMUR | update s LSTM | update ratio | peak MiB ELMUR | peak MiB LSTM | train fps PPO "
+        "| ratio to PPO |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for env_id in args.envs:
-        runs: dict[str, list[dict]] = {"elmur": [], "lstm": []}
+        runs: dict[str, list[dict]] = {"elmur": [], "lstm": [], "ppo": []}
         try:
             for _ in range(args.repeats):
-                for algo in ("elmur", "lstm"):
+                for algo in runs:
                     runs[algo].append(run_child(*common, "--child", "throughput", algo, env_id))
         except subprocess.CalledProcessError as error:
             print(f"| {env_id} | failed: {error.stderr.strip().splitlines()[-1]} |")
             continue
         med = {a: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for a, rs in runs.items()}
-        e, s = med["elmur"], med["lstm"]
+        e, s, p = med["elmur"], med["lstm"], med["ppo"]
         print(
             f"| {env_id} | {e['train_fps']:.0f} | {s['train_fps']:.0f} | {e['train_fps'] / s['train_fps']:.2f} "
-            f"| {e['rollout_fps'] / s['rollout_fps']:.2f} | {e['update_s']:.2f} | {s['update_s']:.2f} "
-            f"| {e['update_s'] / s['update_s']:.2f} | {e['peak_mib']:.0f} | {s['peak_mib']:.0f} |"
+            f"| {e['rollout_fps']:.0f} | {s['rollout_fps']:.0f} | {e['rollout_fps'] / s['rollout_fps']:.2f} "
+            f"| {e['update_s']:.2f} | {s['update_s']:.2f} | {e['update_s'] / s['update_s']:.2f} "
+            f"| {e['peak_mib']:.0f} | {s['peak_mib']:.0f} | {p['train_fps']:.0f} "
+            f"| {e['train_fps'] / p['train_fps']:.3f} |"
         )
+    if args.no_extras:
+        return
 
     latency = run_child(*common, "--child", "latency")
     print(f"\npredict latency, {args.n_envs} envs (ms): " + ", ".join(f"t~{k}: {v:.2f}" for k, v in latency.items()))
