@@ -38,7 +38,8 @@ class ElmurRolloutBuffer(RolloutBuffer):
     and the :class:`~sb3_elmur.model.SegmentStart` (memory, previous segment's keys and values) at the start of
     every segment the rollout touches. :meth:`get` cuts each environment's rollout (after its prefix, which
     carries no loss) into segments on each episode's own grid, groups ``sequence_segments`` consecutive segments
-    into a training sequence, and yields shuffled minibatches of whole sequences.
+    into a training sequence, and yields shuffled minibatches of whole sequences (as many minibatches as SB3's PPO
+    makes of the rollout for the same ``batch_size``).
 
     :param elmur_config: the policy's ELMUR configuration (segment length L, previous-segment attention)
     :param sequence_segments: segments per training sequence (the truncation of backpropagation through memory)
@@ -184,7 +185,8 @@ class ElmurRolloutBuffer(RolloutBuffer):
         return np.concatenate([flat, tail])
 
     def get(self, batch_size: int | None = None) -> Generator[ElmurSequenceSamples, None, None]:  # type: ignore[override]
-        """Shuffled minibatches of ``batch_size // (S * L)`` whole sequences (all sequences if None)."""
+        """Shuffled minibatches of whole sequences: ``ceil(n_steps * n_envs / batch_size)`` of them (as in SB3's PPO;
+        at most one per sequence), the sequences spread evenly over them; one minibatch of all if None."""
         assert self.full, "the rollout buffer is not full"
         if not self.generator_ready:
             self._build_sequences()
@@ -198,10 +200,10 @@ class ElmurRolloutBuffer(RolloutBuffer):
             self.stored_starts = SegmentStart(*(th.cat(field) for field in zip(*self._segment_starts, strict=True)))
             self.generator_ready = True
         n_sequences = len(self.sequence_index)
-        per_batch = n_sequences if batch_size is None else batch_size // (self.sequence_segments * self.segment_len)
-        order = np.random.permutation(n_sequences)
-        for start in range(0, n_sequences, per_batch):
-            yield self._get_samples(order[start : start + per_batch])
+        steps = self.buffer_size * self.n_envs
+        n_minibatches = 1 if batch_size is None else min(-(-steps // batch_size), n_sequences)
+        for sequences in np.array_split(np.random.permutation(n_sequences), n_minibatches):
+            yield self._get_samples(sequences)
 
     def _get_samples(self, sequences: np.ndarray) -> ElmurSequenceSamples:  # type: ignore[override]
         tokens = self.sequence_index[sequences].reshape(-1)

@@ -38,9 +38,10 @@ class PPOELMUR(OnPolicyAlgorithm):
 
     Arguments keep the meaning they have in SB3's PPO and sb3-contrib's RecurrentPPO; what differs:
 
-    :param batch_size: minibatch size in environment steps, at least one training sequence of
-        ``sequence_segments * segment_len`` steps: each minibatch holds ``batch_size // (sequence_segments *
-        segment_len)`` whole training sequences (rounded down; padded where an episode or the rollout ends)
+    :param batch_size: minibatch size in environment steps, as in SB3's PPO: each epoch makes
+        ``ceil(n_steps * n_envs / batch_size)`` minibatches of the rollout (at most one per training sequence). A
+        minibatch holds whole training sequences (``sequence_segments`` segments of one environment), spread evenly
+        over the minibatches, so its size in steps is ``batch_size`` on average, not exactly
     :param learning_rate: a float (constant) or a schedule of the remaining progress (1 -> 0); by default it decays
         linearly from 3e-4 to 0 over the ``total_timesteps`` of ``learn`` (the RL Zoo's ``lin_3e-4``): with a
         constant 3e-4, PPO learns to carry the T-Maze cue through the memory and then loses it again (corridor 30,
@@ -146,13 +147,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.policy = self.policy.to(self.device)
         if not isinstance(self.policy, ElmurActorCriticPolicy):
             raise ValueError("Policy must subclass ElmurActorCriticPolicy")
-        segment_len = self.policy.segment_len
-        tokens = self.sequence_segments * segment_len
-        if self.batch_size is None or self.batch_size < tokens:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) must be at least sequence_segments * segment_len "
-                f"({self.sequence_segments} * {segment_len} = {tokens}): minibatches hold whole training sequences"
-            )
+        if self.batch_size is None or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive number of environment steps, got {self.batch_size}")
         self.rollout_buffer = ElmurRolloutBuffer(
             self.n_steps,
             self.observation_space,

@@ -44,8 +44,8 @@ def sample_ppo_elmur_params(
     """Sample PPOELMUR hyperparameters: PPO's and the ELMUR policy's (``policy_kwargs``).
 
     Same signature as the zoo's samplers (``n_actions`` and ``additional_args`` are unused). The raw parameters are
-    those of :func:`convert_ppo_elmur_params`; ``batch_size`` is sampled as a number of whole training sequences,
-    so it is always a multiple of ``sequence_segments * segment_len`` as PPOELMUR requires.
+    those of :func:`convert_ppo_elmur_params`; ``batch_size`` is sampled as a number of whole training sequences
+    (``sequence_segments * segment_len`` steps each).
     """
     params = {
         # PPO

@@ -76,10 +76,36 @@ def test_ppo_update_is_exact_on_cuda():
     assert log_prob_error <= 1e-5 and value_error <= 1e-5
 
 
-def test_batch_size_must_hold_whole_sequences():
+@pytest.mark.parametrize("batch_size, minibatches", [(96, 1), (48, 2), (40, 3), (8, 12), (1, 96)])
+def test_batch_size_gives_ppo_number_of_minibatches(batch_size: int, minibatches: int):
+    """As in SB3's PPO, an epoch makes ceil(n_steps * n_envs / batch_size) minibatches (at most one per sequence);
+    with the whole rollout in one minibatch, one epoch's approx_kl is that of unchanged weights: ~0."""
+    env = make_vec_env(TMaze, n_envs=4, env_kwargs=dict(corridor_length=30), seed=0)
+    model = PPOELMUR(
+        "ElmurPolicy",
+        env,
+        n_steps=24,
+        batch_size=batch_size,
+        n_epochs=1,
+        sequence_segments=2,
+        learning_rate=3e-3,  # constant: later minibatches of the epoch see clearly changed weights
+        seed=0,
+        policy_kwargs=TINY,
+    ).learn(2 * 24 * 4)  # the second rollout starts mid-episode and mid-segment
+    sizes = [len(batch.valid) for batch in model.rollout_buffer.get(batch_size)]
+    n_sequences = len(model.rollout_buffer.sequence_index)
+    assert len(sizes) == min(minibatches, n_sequences) and sum(sizes) == n_sequences
+    assert max(sizes) - min(sizes) <= 1  # spread evenly
+    if minibatches == 1:
+        assert model.logger.name_to_value["train/approx_kl"] <= 1e-9
+    else:
+        assert model.logger.name_to_value["train/approx_kl"] > 1e-9
+
+
+def test_invalid_batch_size_and_segment_len_raise():
     env = make_vec_env(TMaze, n_envs=1)
     with pytest.raises(ValueError, match="batch_size"):
-        PPOELMUR("ElmurPolicy", env, batch_size=63, sequence_segments=4, policy_kwargs=dict(segment_len=16))
+        PPOELMUR("ElmurPolicy", env, batch_size=0)
     with pytest.raises(ValueError, match="segment_len"):
         PPOELMUR("ElmurPolicy", env, policy_kwargs=dict(segment_len=0))
 
