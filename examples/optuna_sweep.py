@@ -9,7 +9,7 @@ the study, and together they stop once the study holds --total-trials finished o
     python examples/optuna_sweep.py --storage sqlite:///optuna_sweep.db # or SQLite (one machine)
     python examples/optuna_sweep.py --storage postgresql://user:password@db-host/optuna  # several machines
 
-(PostgreSQL needs `pip install psycopg2-binary` on each machine, and a database that all of them reach.)
+(PostgreSQL needs `pip install "psycopg[binary]"` on each machine, and a database that all of them reach.)
 """
 
 import argparse

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 import runpy
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -104,7 +106,33 @@ def optuna_storage(storage: str | None):
     if storage is not None and storage.endswith(".log"):
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    if storage is not None and "://" in storage:
+        return rdb_storage(storage)
     return storage
+
+
+# what a database says when another process created Optuna's tables (or their version row) a moment earlier
+_SCHEMA_RACE = ("already exists", "unique constraint", "duplicate key", "database is locked")
+
+
+def rdb_storage(url: str, attempts: int = 30) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage for ``url`` (SQLite, PostgreSQL, ...), safe for workers that start at the same moment.
+
+    Optuna creates the schema of a fresh database without a lock, so of two workers started together on one the
+    second can fail (``table ... already exists``, ``UNIQUE constraint failed: alembic_version``). Here such a
+    failure is retried after a short random wait, by when the schema is complete; any other error is raised.
+    """
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except SQLAlchemyError as error:
+            if attempt == attempts - 1 or not any(s in str(error).lower() for s in _SCHEMA_RACE):
+                raise
+            time.sleep(0.1 + 0.4 * random.random())
+    raise AssertionError("unreachable")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -113,7 +141,8 @@ def optuna_storage(storage: str | None):
 
 
 def _patch_experiment_manager(exp_manager_class: type) -> None:
-    """Make ExperimentManager read ``ppo_elmur``'s hyperparameters from the packaged yml unless ``-conf`` is given."""
+    """Make ExperimentManager read ``ppo_elmur``'s hyperparameters from the packaged yml unless ``-conf`` is given,
+    and create a database storage's schema race-free (:func:`rdb_storage`) before ``-optimize`` workers use it."""
     original = exp_manager_class.__init__
     if getattr(original, "_sb3_elmur", False):
         return
@@ -125,6 +154,8 @@ def _patch_experiment_manager(exp_manager_class: type) -> None:
         arguments = signature.bind(self, *args, **kwargs).arguments
         if self.algo == ALGO and arguments.get("config") is None:
             self.config = str(HYPERPARAMS_PATH)
+        if self.algo == ALGO and self.optimize_hyperparameters and self.storage and "://" in self.storage:
+            rdb_storage(self.storage)  # the schema, race-free, before the zoo's own create_study opens it
 
     __init__._sb3_elmur = True  # type: ignore[attr-defined]
     exp_manager_class.__init__ = __init__
