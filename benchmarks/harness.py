@@ -49,6 +49,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
 
 from sb3_elmur import TMaze  # also registers PassiveTMaze-v0
 
@@ -154,9 +155,29 @@ class PreviousActionReward(gym.Wrapper):
         return self._extend(obs, action_vector, float(reward)), reward, terminated, truncated, info
 
 
+class SuccessOnPositiveReward(gym.Wrapper):
+    """Report ``info["is_success"]`` at the end of each episode: true when the last reward was positive (MiniGrid:
+    a reward only for reaching the goal)."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info = {**info, "is_success": reward > 0}
+        return obs, reward, terminated, truncated, info
+
+
+def minigrid_rgb_partial_view(env: gym.Env) -> gym.Env:
+    """MiniGrid's standard wrappers for the agent's own partial view as an RGB image (56x56x3 for the 7x7 view),
+    without the mission string; success reported as ``is_success``."""
+    from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
+
+    return SuccessOnPositiveReward(ImgObsWrapper(RGBImgPartialObsWrapper(env)))
+
+
 WRAPPERS: dict[str, Callable[[gym.Env], gym.Env]] = {
     "float_box": FloatBoxObservation,
     "prev_action_reward": PreviousActionReward,
+    "minigrid_rgb_partial": minigrid_rgb_partial_view,
 }
 
 
@@ -168,6 +189,8 @@ def make_env(env_id: str, n_envs: int, env_kwargs: dict, wrappers: Sequence[str]
         import popgym  # noqa: F401  (registers the popgym-* ids)
     if "NoVel-v" in env_id:
         import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1, PendulumNoVel-v1, ...)
+    if env_id.startswith("MiniGrid-"):
+        import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 
     def wrap(env: gym.Env) -> gym.Env:
         for name in wrappers:
@@ -194,6 +217,7 @@ def make_job(
     eval_episodes: int = 100,
     deterministic: bool = True,
     normalize: bool = False,
+    eval_both_modes: bool = False,
 ) -> dict[str, Any]:
     """A job: everything that determines its result (and its cache key)."""
     if algorithm not in ALGORITHMS:
@@ -215,6 +239,8 @@ def make_job(
     )
     if normalize:  # only present when set, so the keys of earlier jobs stay valid
         job["normalize"] = True
+    if eval_both_modes:  # also evaluated with the other of deterministic / sampled actions
+        job["eval_both_modes"] = True
     json.dumps(job)  # must be JSON-serialisable (the cache key hashes it)
     return job
 
@@ -424,6 +450,8 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
         policy = {"ppo_elmur": "MultiInputElmurPolicy", "recurrent_ppo": "MultiInputLstmPolicy"}.get(
             library, "MultiInputPolicy"
         )
+    elif is_image_space(env.observation_space):
+        policy = {"ppo_elmur": "CnnElmurPolicy", "recurrent_ppo": "CnnLstmPolicy"}.get(library, "CnnPolicy")
     model = algorithm_class(library)(policy, env, seed=job["seed"], **hyperparameters)
     callback = _progress_callback(job["steps"], progress_every)
     start = time.perf_counter()
@@ -434,6 +462,9 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
         if job.get("normalize"):
             env.save(str(model_path.with_suffix(".pkl")))
     scores = evaluate(model, job, evaluation_env(job, env))
+    if job.get("eval_both_modes"):  # also with the other kind of actions (a policy that must guess shows 0.5)
+        other = {**job, "deterministic": not job["deterministic"]}
+        scores["other_mode"] = evaluate(model, other, evaluation_env(other, env))
     env.close()
     result = dict(
         job=job,
@@ -670,6 +701,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--normalize", action="store_true", help="train in a VecNormalize (obs and reward)")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--stochastic", action="store_true", help="evaluate with sampled actions")
+    parser.add_argument(
+        "--eval-both-modes", action="store_true", help="also evaluate with the other of deterministic / sampled actions"
+    )
     parser.add_argument("--progress-every", type=int, default=50_000, help="print the timesteps every N steps")
     parser.add_argument("--table-only", action="store_true", help="only the table and plots of the cached results")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
@@ -691,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 eval_episodes=args.eval_episodes,
                 deterministic=not args.stochastic,
                 normalize=args.normalize,
+                eval_both_modes=args.eval_both_modes,
             )
             for algorithm in args.algorithms
             for seed in args.seeds
