@@ -66,6 +66,7 @@ class ElmurConfig:
     memory_init: str = "learned"
     norm_first: bool = False
     attend_previous_segment: bool = False
+    sliding_window: bool = False
     memory_gradient: bool = True
     separate_critic_trunk: bool = False
     features_skip: bool = True
@@ -314,6 +315,8 @@ class ElmurTransformer(nn.Module):
         key_pos = torch.arange(-P, L, device=pos.device).expand(len(pos), -1).clone()  # (B, P + L)
         key_pos[:, -1] = pos
         masked = (key_pos[:, :-1] >= pos[:, None]) | ((key_pos[:, :-1] < 0) & (state.step < L)[:, None])
+        if self.config.sliding_window:
+            masked = masked | (pos[:, None] - key_pos[:, :-1] >= L)
         self_bias_args = ((pos[:, None] - key_pos)[:, None], F.pad(masked, (0, 1), value=False)[:, None])
         read_bucket = distance_bucket(state.step[:, None, None] - state.anchors, state.anchors < 0)  # (B, n, M)
         x = self.embed(features)[:, None]  # (B, 1, d)
@@ -380,6 +383,8 @@ class ElmurTransformer(nn.Module):
             memory = torch.where(fresh[:, None, None, None], initial, memory)
             anchors = anchors.masked_fill(fresh[:, None, None], -1)
             masked = (distance < 0) | ((key_pos < 0) & fresh[:, None])[:, None]  # (B, L, P + L)
+            if self.config.sliding_window:
+                masked = masked | (distance >= L)
             read_bucket = distance_bucket(steps[:, None, :, None] - anchors[:, :, None], (anchors < 0)[:, :, None])
             h, written, keys, values = x[:, s], [], [], []
             for i, layer in enumerate(self.layers):

@@ -18,10 +18,10 @@ CONFIG = dict(
 
 
 def make_model(
-    norm_first: bool, memory_size: int, segment_len: int = 4, attend_previous_segment: bool = False
+    norm_first: bool, memory_size: int, segment_len: int = 4, attend_previous_segment: bool = False, **kwargs
 ) -> ElmurTransformer:
     torch.manual_seed(0)
-    config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first)
+    config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first, **kwargs)
     model = ElmurTransformer(5, ElmurConfig(**config, attend_previous_segment=attend_previous_segment))
     with torch.no_grad():  # make every bias and the initial memory matter
         for name, p in model.named_parameters():
@@ -49,11 +49,13 @@ def fresh_start(model: ElmurTransformer, batch_size: int) -> SegmentStart:
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("memory_size", [1, 2, 8])  # fewer slots than segments (blends) and more (only replacements)
-@pytest.mark.parametrize("attend_previous_segment", [False, True])
-def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, attend_previous_segment: bool, device: str):
+@pytest.mark.parametrize("attend_previous_segment, sliding_window", [(False, False), (True, False), (True, True)])
+def test_step_mode_equals_segment_mode(
+    norm_first: bool, memory_size: int, attend_previous_segment: bool, sliding_window: bool, device: str
+):
     L, S, B = 4, 6, 3
     T = 5 * L + 2  # five whole segments and a partial one
-    model = make_model(norm_first, memory_size, L, attend_previous_segment).to(device)
+    model = make_model(norm_first, memory_size, L, attend_previous_segment, sliding_window=sliding_window).to(device)
     with torch.device(device):  # every tensor below is made on the device
         features = torch.randn(B, T, 5)
         step_outputs, step_state = run_steps(model, features)

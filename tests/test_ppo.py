@@ -52,6 +52,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros", reconstruction_coef=1.0)),
         (TMaze, "ElmurPolicy", dict(attend_previous_segment=True)),
         (TMaze, "ElmurPolicy", dict(attend_previous_segment=True, separate_critic_trunk=True)),
+        (TMaze, "ElmurPolicy", dict(attend_previous_segment=True, sliding_window=True)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
         (DictTMaze, "MultiInputElmurPolicy", dict(attend_previous_segment=True)),
     ],
