@@ -1,7 +1,7 @@
 """PPO with ELMUR (External Layer Memory with Update/Rewrite) policies for Stable-Baselines3."""
 
 from sb3_elmur.envs import TMaze, register_envs
-from sb3_elmur.evaluation import evaluate_success
+from sb3_elmur.evaluation import evaluate_success, record_memory
 from sb3_elmur.policies import CnnElmurPolicy, ElmurPolicy, MultiInputElmurPolicy
 from sb3_elmur.ppo_elmur import PPOELMUR
 
@@ -14,6 +14,7 @@ __all__ = [
     "TMaze",
     "__version__",
     "evaluate_success",
+    "record_memory",
 ]
 
 register_envs()

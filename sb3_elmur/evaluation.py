@@ -1,4 +1,5 @@
-"""Success rate and mean return of a model, by SB3's ``evaluate_policy`` (which carries the recurrent state)."""
+"""Success rate and mean return of a model (SB3's ``evaluate_policy`` carries the recurrent state), and the memory of
+one episode for plotting."""
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -24,3 +25,28 @@ def evaluate_success(
 
     mean_return, _ = evaluate_policy(model, env, n_eval_episodes, deterministic=deterministic, callback=record)
     return (float(np.mean(successes)) if successes else None), float(mean_return)
+
+
+def record_memory(model: BaseAlgorithm, env: VecEnv, max_steps: int = 10_000, deterministic: bool = True) -> dict:
+    """Run one episode in the first of ``env``'s environments and record the PPOELMUR memory before every step.
+
+    :param model: a PPOELMUR model
+    :param env: a VecEnv (its first environment is recorded)
+    :param max_steps: stop after this many steps if the episode has not ended
+    :param deterministic: take the most likely actions
+    :return: ``memory`` (T, layers, M, d) and ``anchors`` (T, layers, M) before each step, ``rewards`` (T,)
+    """
+    obs = env.reset()
+    state = tuple(a.cpu().numpy() for a in model.policy.initial_state(env.num_envs))  # what a fresh episode reads
+    episode_start = np.ones(env.num_envs, dtype=bool)
+    memories, anchors, rewards = [], [], []
+    for _ in range(max_steps):
+        memories.append(state[0][0].copy())
+        anchors.append(state[1][0].copy())
+        action, state = model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+        obs, reward, done, _ = env.step(action)
+        rewards.append(float(reward[0]))
+        episode_start = done
+        if done[0]:
+            break
+    return dict(memory=np.stack(memories), anchors=np.stack(anchors), rewards=np.asarray(rewards))

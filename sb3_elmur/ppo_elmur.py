@@ -133,6 +133,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self.sequence_segments = sequence_segments
         self._last_state: ElmurState | None = None
+        self._rollout_write_sizes: list[th.Tensor] = []  # per write step, the mean size of the writes (layers,)
         if _init_setup_model:
             self._setup_model()
 
@@ -198,6 +199,7 @@ class PPOELMUR(OnPolicyAlgorithm):
             self.policy.reset_noise(env.num_envs)
         callback.on_rollout_start()
         state = self._last_state
+        segment_len, write_sizes = self.policy.config.segment_len, []
         no_reset = th.zeros(env.num_envs, dtype=th.bool, device=self.device)
 
         while n_steps < n_rollout_steps:
@@ -213,6 +215,9 @@ class PPOELMUR(OnPolicyAlgorithm):
                     state = self.policy.recompute_segment_cache(state, rollout_buffer.prefix_observations)
                 rollout_buffer.add_segment_starts(state, step)
                 actions, values, log_probs, new_state = self.policy(obs_tensor, state, no_reset)
+                writes = step % segment_len == segment_len - 1  # these envs wrote their memory with this step
+                if writes.any():
+                    write_sizes.append((new_state.memory - state.memory)[writes].norm(dim=-1).mean(dim=(0, 2)))
             actions = actions.cpu().numpy()
             clipped_actions = actions
             if isinstance(self.action_space, spaces.Box):
@@ -247,6 +252,7 @@ class PPOELMUR(OnPolicyAlgorithm):
             state = new_state
 
         self._last_state = state
+        self._rollout_write_sizes = write_sizes
         with th.no_grad():
             starts = th.as_tensor(dones, dtype=th.bool, device=self.device)
             values = self.policy.predict_values(obs_as_tensor(new_obs, self.device), state, starts)  # type: ignore[arg-type]
@@ -254,6 +260,17 @@ class PPOELMUR(OnPolicyAlgorithm):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _record_memory(self) -> None:
+        """Log, per layer of every trunk, the mean slot norm at the rollout's end and the mean size of a write (norm
+        of a slot's change) during the rollout: ``memory/slot_norm_<layer>``, ``memory/write_size_<layer>``."""
+        slot_norms = self._last_state.memory.norm(dim=-1).mean(dim=(0, 2))  # (layers,)
+        sizes = self._rollout_write_sizes
+        write_sizes = th.stack(sizes).mean(dim=0) if sizes else None
+        for layer in range(len(slot_norms)):
+            self.logger.record(f"memory/slot_norm_{layer}", slot_norms[layer].item())
+            if write_sizes is not None:
+                self.logger.record(f"memory/write_size_{layer}", write_sizes[layer].item())
 
     def train(self) -> None:
         """Update the policy on whole-segment sequences of the rollout (see :class:`ElmurRolloutBuffer`)."""
@@ -323,6 +340,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         if self.policy.reconstruction is not None:
             self.logger.record("train/reconstruction_loss", np.mean(auxiliary_losses))
         self.logger.record("train/explained_variance", explained_var)
+        self._record_memory()
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -357,7 +375,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         return super().load(path, *args, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_state"]
+        return [*super()._excluded_save_params(), "_last_state", "_rollout_write_sizes"]
 
 
 def check_checkpoint(path: str | pathlib.Path | io.BufferedIOBase) -> None:

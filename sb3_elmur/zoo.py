@@ -154,8 +154,9 @@ def _patch_experiment_manager(exp_manager_class: type) -> None:
         arguments = signature.bind(self, *args, **kwargs).arguments
         if self.algo == ALGO and arguments.get("config") is None:
             self.config = str(HYPERPARAMS_PATH)
-        if self.algo == ALGO and self.optimize_hyperparameters and self.storage and "://" in self.storage:
-            rdb_storage(self.storage)  # the schema, race-free, before the zoo's own create_study opens it
+        storage = arguments.get("storage")
+        if self.algo == ALGO and arguments.get("optimize_hyperparameters") and storage and "://" in storage:
+            rdb_storage(storage)  # the schema, race-free, before the zoo's own create_study opens it
 
     __init__._sb3_elmur = True  # type: ignore[attr-defined]
     exp_manager_class.__init__ = __init__

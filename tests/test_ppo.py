@@ -220,3 +220,24 @@ def test_default_learning_rate_decays_to_zero():
     record = RecordRate()
     PPOELMUR("ElmurPolicy", env, learning_rate=1e-3, **tiny).learn(96, callback=record)
     assert record.rates[1:] == pytest.approx([1e-3, 1e-3])
+
+
+def test_memory_is_logged_and_recorded():
+    """TensorBoard scalars of the memory (slot norms, write sizes) and one episode's memory for plotting."""
+    from sb3_elmur import record_memory
+
+    model = make_model()
+    model.learn(3 * 30 * 3)
+    values = model.logger.name_to_value
+    n_layers = model.policy.config.n_layers
+    for layer in range(n_layers):
+        assert values[f"memory/slot_norm_{layer}"] > 0 and values[f"memory/write_size_{layer}"] > 0
+    env = make_vec_env(TMaze, n_envs=2, env_kwargs=dict(corridor_length=9), seed=1)
+    recorded = record_memory(model, env)
+    T = len(recorded["rewards"])
+    assert T >= 10  # the cue, at least 9 corridor steps, the turn
+    assert recorded["memory"].shape == (T, n_layers, model.policy.config.memory_size, model.policy.config.d_model)
+    initial = model.policy.initial_state(1)
+    assert np.allclose(recorded["memory"][0], initial.memory[0].numpy())
+    L = model.policy.config.segment_len
+    assert (recorded["anchors"][L] == L - 1).any() and (recorded["anchors"][L - 1] == -1).all()
