@@ -74,6 +74,11 @@ ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ppo": ("ppo", "MlpPolicy", {}),
 }
 DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
+# What a ppo_elmur job learns, by revision of the package: a change that alters it (a default, the minibatching)
+# bumps the revision, so the cache does not serve results of the earlier code as current ones. Jobs of revision 1
+# have no revision field (their cache keys predate it); ``--ppo-elmur-revision 1`` reprints their tables.
+# 1: sessions up to the batch_size change; 2: SB3's number of minibatches, sliding-window self-attention by default.
+PPO_ELMUR_REVISION = 2
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------
@@ -239,10 +244,28 @@ def make_job(
     )
     if normalize:  # only present when set, so the keys of earlier jobs stay valid
         job["normalize"] = True
+    if ALGORITHMS[algorithm][0] == "ppo_elmur" and PPO_ELMUR_REVISION > 1:
+        job["ppo_elmur_revision"] = PPO_ELMUR_REVISION
     if eval_both_modes:  # also evaluated with the other of deterministic / sampled actions
         job["eval_both_modes"] = True
     json.dumps(job)  # must be JSON-serialisable (the cache key hashes it)
     return job
+
+
+def add_revision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--ppo-elmur-revision N``: the jobs (and cached results) of an earlier revision of the package."""
+    parser.add_argument(
+        "--ppo-elmur-revision",
+        type=int,
+        default=None,
+        help=f"ppo_elmur jobs of this package revision (default {PPO_ELMUR_REVISION}, the current code)",
+    )
+
+
+def apply_revision(args: argparse.Namespace) -> None:
+    global PPO_ELMUR_REVISION
+    if args.ppo_elmur_revision is not None:
+        PPO_ELMUR_REVISION = args.ppo_elmur_revision
 
 
 def job_key(job: dict[str, Any]) -> str:
@@ -708,7 +731,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--table-only", action="store_true", help="only the table and plots of the cached results")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    add_revision_argument(parser)
     args = parser.parse_args(argv)
+    apply_revision(args)
 
     if args.table_only:
         results = cached_results(args.name, args.results)

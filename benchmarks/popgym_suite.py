@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table-only", action="store_true", help="table and plot of the jobs already cached")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
     parser.add_argument("--results", type=Path, default=harness.RESULTS)
+    harness.add_revision_argument(parser)
     args = parser.parse_args(argv)
+    harness.apply_revision(args)
 
     tasks = args.tasks or easy_tasks()
     wrappers = ["float_box"] + (["prev_action_reward"] if args.prev_action_reward else [])

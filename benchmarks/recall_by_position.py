@@ -1,7 +1,7 @@
 """POPGym RepeatPrevious: answer accuracy by where the asked-for item lies, for trained harness models.
 
-    python benchmarks/recall_by_position.py --name popgym_ablation --hyperparams '{}' '{"policy_kwargs":
-        {"attend_previous_segment": true}}'
+    python benchmarks/recall_by_position.py --name popgym_ablation --hyperparams '{"policy_kwargs":
+        {"sliding_window": false}}' '{}'
 
 In RepeatPrevious the answer at step t is the item shown at step t - k (k = 3 in the Easy task). With segments of L
 steps, the item lies in the answer's own segment when (t - k) // L == t // L and in the previous segment otherwise,
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=500_000)
     parser.add_argument("--hyperparams", nargs="+", type=json.loads, default=[{}], help="one JSON dict per variant")
     parser.add_argument("--episodes", type=int, default=100)
+    harness.add_revision_argument(parser)
     args = parser.parse_args(argv)
+    harness.apply_revision(args)
 
     print("| variant | seed | L | accuracy, item in the same segment | accuracy, item in the previous segment |")
     print("|---|---|---|---|---|")

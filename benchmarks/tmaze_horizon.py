@@ -330,7 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--progress-every", type=int, default=50_000)
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
     parser.add_argument("--results", type=Path, default=harness.RESULTS)
+    harness.add_revision_argument(parser)
     args = parser.parse_args(argv)
+    harness.apply_revision(args)
 
     name = args.name or f"tmaze_horizon_{args.corridor}{'_sampled' if args.sampled else ''}"
     env_id, env_kwargs = (

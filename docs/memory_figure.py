@@ -36,7 +36,7 @@ ax.text(
     -0.75,
     "Each completed segment writes one slot per layer: the first empty one, else the one with the oldest anchor.\n"
     "Tokens read every slot, biased by their distance t - anchor; self-attention sees the current segment"
-    " (and, with attend_previous_segment, the one before).",
+    " (with sliding_window: the last L steps, back into the previous segment).",
     fontsize=7.5,
     va="top",
 )

@@ -5,8 +5,9 @@ Shapes: B batch, T tokens, L segment length, M memory slots, d model width, H he
 One token per environment step. An episode is cut into segments of ``segment_len`` steps; step ``t`` belongs
 to segment ``t // L``. Every layer, for the tokens of the current segment:
 
-1. causal self-attention over the segment's tokens (and, with ``attend_previous_segment``, over the previous
-   segment's too: a Transformer-XL cache), biased by the relative distance ``i - j`` only;
+1. causal self-attention over a sliding window of the last L steps (``sliding_window``; the keys and values of the
+   previous segment are cached, as in Transformer-XL) or over the current segment's tokens only, biased by the
+   relative distance ``i - j`` only;
 2. read: the tokens attend to the layer memory, biased by the bucketed distance ``t - anchor``;
 3. a position-wise feed-forward;
 4. write, once the segment is complete: the memory attends to the layer's output tokens, a memory
@@ -44,8 +45,9 @@ class ElmurConfig:
     :param lru_alpha: LRU blend rate lambda in (0, 1]: weight of the new content when the oldest slot is rewritten
     :param memory_init: initial memory of each episode, ``"learned"`` (a trained parameter) or ``"zeros"``
     :param norm_first: pre-norm instead of post-norm on the token path
-    :param attend_previous_segment: self-attention also sees the previous segment's tokens (their cached keys and
-        values), so recall of the last L steps does not depend on the memory at a segment boundary
+    :param sliding_window: self-attention sees the last ``segment_len`` steps of the episode (each token and the L-1
+        before it, back into the previous segment, whose keys and values are cached) instead of the current
+        segment's tokens only, so recall of the last L steps does not hang on the memory at a segment boundary
     :param memory_gradient: in training, let the PPO gradient flow from a segment back through the memory (and the
         previous segment's keys and values) written by the earlier segments of the same training sequence; if
         false they are detached
@@ -65,8 +67,7 @@ class ElmurConfig:
     lru_alpha: float = 0.79
     memory_init: str = "learned"
     norm_first: bool = False
-    attend_previous_segment: bool = False
-    sliding_window: bool = False
+    sliding_window: bool = True
     memory_gradient: bool = True
     separate_critic_trunk: bool = False
     features_skip: bool = True
@@ -87,8 +88,8 @@ class ElmurConfig:
 
     @property
     def previous_len(self) -> int:
-        """P: cached tokens of the previous segment that self-attention sees (L or 0)."""
-        return self.segment_len if self.attend_previous_segment else 0
+        """P: cached tokens of the previous segment that self-attention can see (L-1 with sliding_window, else 0)."""
+        return self.segment_len - 1 if self.sliding_window else 0
 
 
 def distance_bucket(distance: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
@@ -140,7 +141,7 @@ def lru_update(
 class ElmurState(NamedTuple):
     """Recurrent state of a batch of environments: per-layer memory and the segment cache.
 
-    ``keys`` and ``values`` hold P tokens of the previous segment (P = L with ``attend_previous_segment``, else 0),
+    ``keys`` and ``values`` hold the last P tokens of the previous segment (P = L-1 with ``sliding_window``, else 0),
     then the first ``step % L`` tokens of the current segment; ``outputs`` holds the current segment's layer
     outputs (for the write); ``step`` is the episode step of the next token.
     """
@@ -205,8 +206,7 @@ class ElmurLayer(nn.Module):
         self.norm_self, self.norm_read, self.norm_ff, self.norm_write, self.norm_memory_ff = (
             nn.LayerNorm(d) for _ in range(5)
         )
-        # by distance i - j between a query and a key of this or the previous segment
-        self.self_bias = nn.Parameter(torch.zeros(h, config.segment_len + config.previous_len))
+        self.self_bias = nn.Parameter(torch.zeros(h, config.segment_len))  # by distance i - j < L, query to key
         self.read_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))  # by bucket of t - anchor
         self.write_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))
 
@@ -218,7 +218,7 @@ class ElmurLayer(nn.Module):
 
     def self_attention_bias(self, distance: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """(B or 1, H, Tq, Tk) bias from the distances (B or 1, Tq, Tk); -inf where ``masked``."""
-        bias = self.self_bias[:, distance.clamp(0, self.self_bias.shape[1] - 1)].transpose(0, 1)
+        bias = self.self_bias[:, distance.clamp(0, self.self_bias.shape[1] - 1)].transpose(0, 1)  # clamped: masked
         return bias.masked_fill(masked[:, None], float("-inf"))
 
     def read_and_feed_forward(self, x: torch.Tensor, memory: torch.Tensor, bucket: torch.Tensor) -> torch.Tensor:
@@ -311,13 +311,13 @@ class ElmurTransformer(nn.Module):
         L, P = self.config.segment_len, self.config.previous_len
         pos = state.step % L  # (B,) position in the segment
         completes = pos == L - 1  # these envs finish their segment with this step: write
-        # cached keys at in-segment positions -P..L-2, then this token; earlier segments of the episode only
+        # cached keys at in-segment positions -P..L-2, then this token; only the last L steps of this episode
         key_pos = torch.arange(-P, L, device=pos.device).expand(len(pos), -1).clone()  # (B, P + L)
         key_pos[:, -1] = pos
-        masked = (key_pos[:, :-1] >= pos[:, None]) | ((key_pos[:, :-1] < 0) & (state.step < L)[:, None])
-        if self.config.sliding_window:
-            masked = masked | (pos[:, None] - key_pos[:, :-1] >= L)
-        self_bias_args = ((pos[:, None] - key_pos)[:, None], F.pad(masked, (0, 1), value=False)[:, None])
+        distance = pos[:, None] - key_pos
+        masked = (distance <= 0) | (distance >= L) | ((key_pos < 0) & (state.step < L)[:, None])
+        masked[:, -1] = False  # the token itself
+        self_bias_args = (distance[:, None], masked[:, None])
         read_bucket = distance_bucket(state.step[:, None, None] - state.anchors, state.anchors < 0)  # (B, n, M)
         x = self.embed(features)[:, None]  # (B, 1, d)
         memory, anchors = state.memory, state.anchors
@@ -382,9 +382,8 @@ class ElmurTransformer(nn.Module):
             fresh = episode_start[:, s]
             memory = torch.where(fresh[:, None, None, None], initial, memory)
             anchors = anchors.masked_fill(fresh[:, None, None], -1)
-            masked = (distance < 0) | ((key_pos < 0) & fresh[:, None])[:, None]  # (B, L, P + L)
-            if self.config.sliding_window:
-                masked = masked | (distance >= L)
+            # causal, within the last L steps, and no previous segment at an episode start: (B, L, P + L)
+            masked = (distance < 0) | (distance >= L) | ((key_pos < 0) & fresh[:, None])[:, None]
             read_bucket = distance_bucket(steps[:, None, :, None] - anchors[:, :, None], (anchors < 0)[:, :, None])
             h, written, keys, values = x[:, s], [], [], []
             for i, layer in enumerate(self.layers):

@@ -42,7 +42,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     SB3's arguments keep their meaning (see ``ActorCriticPolicy``); ``net_arch`` is the MLP on the trunk output.
 
     :param elmur_kwargs: the ELMUR knobs (``d_model``, ``n_layers``, ``n_heads``, ``memory_size``, ``segment_len``,
-        ``lru_alpha``, ``memory_init``, ``norm_first``, ``attend_previous_segment``, ``memory_gradient``,
+        ``lru_alpha``, ``memory_init``, ``norm_first``, ``sliding_window``, ``memory_gradient``,
         ``separate_critic_trunk``, ``features_skip``, ``reconstruction_coef``): see
         :class:`~sb3_elmur.model.ElmurConfig`, which holds their meaning, defaults and validation
     """

@@ -18,11 +18,11 @@ CONFIG = dict(
 
 
 def make_model(
-    norm_first: bool, memory_size: int, segment_len: int = 4, attend_previous_segment: bool = False, **kwargs
+    norm_first: bool, memory_size: int, segment_len: int = 4, sliding_window: bool = True
 ) -> ElmurTransformer:
     torch.manual_seed(0)
-    config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first, **kwargs)
-    model = ElmurTransformer(5, ElmurConfig(**config, attend_previous_segment=attend_previous_segment))
+    config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first)
+    model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window))
     with torch.no_grad():  # make every bias and the initial memory matter
         for name, p in model.named_parameters():
             if ("bias" in name and p.dim() == 2) or name == "initial_memory":
@@ -49,13 +49,11 @@ def fresh_start(model: ElmurTransformer, batch_size: int) -> SegmentStart:
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("memory_size", [1, 2, 8])  # fewer slots than segments (blends) and more (only replacements)
-@pytest.mark.parametrize("attend_previous_segment, sliding_window", [(False, False), (True, False), (True, True)])
-def test_step_mode_equals_segment_mode(
-    norm_first: bool, memory_size: int, attend_previous_segment: bool, sliding_window: bool, device: str
-):
+@pytest.mark.parametrize("sliding_window", [True, False])
+def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, sliding_window: bool, device: str):
     L, S, B = 4, 6, 3
     T = 5 * L + 2  # five whole segments and a partial one
-    model = make_model(norm_first, memory_size, L, attend_previous_segment, sliding_window=sliding_window).to(device)
+    model = make_model(norm_first, memory_size, L, sliding_window).to(device)
     with torch.device(device):  # every tensor below is made on the device
         features = torch.randn(B, T, 5)
         step_outputs, step_state = run_steps(model, features)
@@ -82,13 +80,13 @@ def test_step_mode_equals_segment_mode(
         assert torch.equal(step_state.step, torch.full((B,), T))
 
 
-@pytest.mark.parametrize("attend_previous_segment", [False, True])
-def test_segment_mode_restarts_memory_at_an_episode_start(attend_previous_segment: bool):
+@pytest.mark.parametrize("sliding_window", [True, False])
+def test_segment_mode_restarts_memory_at_an_episode_start(sliding_window: bool):
     """One sequence may hold the end of an episode and the next one: the new episode starts from fresh memory (and
     does not attend to the previous episode's last segment); a sequence that starts mid-episode continues from
     the state stored at its start."""
     L = 4
-    model = make_model(False, 2, L, attend_previous_segment)
+    model = make_model(False, 2, L, sliding_window)
     first, second = torch.randn(1, 3 * L, 5), torch.randn(1, L + 2, 5)
     _, first_state = run_steps(model, first)  # memory after 3 writes
     second_outputs, _ = run_steps(model, second)  # a fresh episode

@@ -50,11 +50,10 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", {}),
         (TMaze, "ElmurPolicy", dict(separate_critic_trunk=True, norm_first=True, memory_gradient=False)),
         (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros", reconstruction_coef=1.0)),
-        (TMaze, "ElmurPolicy", dict(attend_previous_segment=True)),
-        (TMaze, "ElmurPolicy", dict(attend_previous_segment=True, separate_critic_trunk=True)),
-        (TMaze, "ElmurPolicy", dict(attend_previous_segment=True, sliding_window=True)),
+        (TMaze, "ElmurPolicy", dict(sliding_window=False)),
+        (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=True)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
-        (DictTMaze, "MultiInputElmurPolicy", dict(attend_previous_segment=True)),
+        (DictTMaze, "MultiInputElmurPolicy", dict(sliding_window=False)),
     ],
 )
 def test_ppo_update_is_exact(env_class, policy, policy_kwargs):
