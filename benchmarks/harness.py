@@ -587,12 +587,14 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 def markdown_table(results: Sequence[dict]) -> str:
-    """One row per (algorithm, env, env kwargs, wrappers, steps): seeds, success and mean return (mean over seeds)."""
+    """One row per (algorithm, env, env kwargs, wrappers, steps, hyperparameters): seeds, success and mean return
+    (mean over seeds). PPOELMUR rows name the package revision of their jobs (r1, r2, ...)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         job = r["job"]
+        revision = job.get("ppo_elmur_revision", 1 if ALGORITHMS[job["algorithm"]][0] == "ppo_elmur" else None)
         group = (
-            job["algorithm"],
+            job["algorithm"] + (f" (r{revision})" if revision else ""),
             job["env_id"],
             json.dumps(job["env_kwargs"], sort_keys=True),
             "+".join(job["wrappers"] + (["VecNormalize"] if job.get("normalize") else [])) or "-",
