@@ -56,7 +56,7 @@ def test_key_depends_on_the_job():
 def test_table_contains_the_job(tiny_run):
     _job, first, _ = tiny_run
     table = harness.markdown_table([first])
-    row = next(line for line in table.splitlines() if line.startswith("| ppo_elmur |"))
+    row = next(line for line in table.splitlines() if line.startswith(f"| ppo_elmur (r{harness.PPO_ELMUR_REVISION}) |"))
     assert "PassiveTMaze-v0" in row and '{"corridor_length": 3}' in row and "256" in row
 
 
