@@ -110,17 +110,26 @@ def test_segment_mode_restarts_memory_at_an_episode_start(sliding_window: bool):
     assert first_state.anchors.max() == 3 * L - 1
 
 
-def test_step_mode_cost_does_not_depend_on_episode_step():
-    """The state has a fixed size: a step at t = 10^6 touches the same tensors as at t = 10."""
+@pytest.mark.parametrize("position", [0, 3])  # a plain step and one that completes its segment (a write)
+def test_step_mode_cost_does_not_depend_on_episode_step(position: int):
+    """A step at t ~ 10^6 costs what it costs at t ~ 10: the same floating-point operations (counted by torch's
+    FlopCounterMode) on a state of the same shapes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     model = make_model(False, 4)
-    state = model.initial_state(2)
-    far = state._replace(
-        step=torch.tensor([10, 10**6]), anchors=torch.tensor([[[3, 7, -1, -1]] * 2, [[10**6 - 5] * 4] * 2])
-    )
-    with torch.no_grad():
-        y, new_state = model.step(torch.randn(2, 5), far)
-    assert torch.isfinite(y).all()
-    assert all(a.shape == b.shape for a, b in zip(state, new_state, strict=True))
+    L = model.config.segment_len
+    costs, shapes = [], []
+    for t in (2 * L + position, 250_000 * L + position):
+        state = model.initial_state(1)._replace(
+            step=torch.tensor([t]), anchors=torch.tensor([[[t - position - 1 - L * k for k in range(4)]] * 2])
+        )
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            _, new_state = model.step(torch.randn(1, 5), state)
+        costs.append(counter.get_total_flops())
+        shapes.append([tuple(a.shape) for a in new_state])
+    assert costs[0] == costs[1] > 0
+    assert shapes[0] == shapes[1] == [tuple(a.shape) for a in model.initial_state(1)]
 
 
 def test_reset_gives_fresh_state_per_environment():

@@ -10,6 +10,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from sb3_elmur import PPOELMUR, TMaze, evaluate_success
 from tests.conftest import DictTMaze
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
+
 SEGMENT = 4
 TINY = dict(d_model=16, n_layers=2, n_heads=2, memory_size=2, segment_len=SEGMENT)
 
@@ -56,24 +58,15 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (DictTMaze, "MultiInputElmurPolicy", dict(sliding_window=False)),
     ],
 )
-def test_ppo_update_is_exact(env_class, policy, policy_kwargs):
-    model = make_model(env_class, policy, **policy_kwargs)
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_ppo_update_is_exact(env_class, policy, policy_kwargs, device):
+    model = make_model(env_class, policy, device=device, **policy_kwargs)
     model.learn(3 * 30 * 3)  # three rollouts: later ones start mid-episode and mid-segment
     assert model.logger.name_to_value["train/approx_kl"] <= 1e-6
     assert model.logger.name_to_value["train/clip_fraction"] == 0
     log_prob_error, value_error = rollout_log_prob_error(model)
     assert log_prob_error <= 1e-5 and value_error <= 1e-5
     assert model.rollout_buffer.prefix_len.max() > 0  # the check covered segments begun in the previous rollout
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_ppo_update_is_exact_on_cuda():
-    model = make_model(device="cuda", reconstruction_coef=1.0)
-    model.learn(3 * 30 * 3)
-    assert model.logger.name_to_value["train/approx_kl"] <= 1e-6
-    assert model.logger.name_to_value["train/clip_fraction"] == 0
-    log_prob_error, value_error = rollout_log_prob_error(model)
-    assert log_prob_error <= 1e-5 and value_error <= 1e-5
 
 
 @pytest.mark.parametrize("batch_size, minibatches", [(96, 1), (48, 2), (40, 3), (8, 12), (1, 96)])
