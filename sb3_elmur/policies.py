@@ -261,7 +261,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             for fresh episodes
         :param episode_start: (n_envs,) true where a new episode begins (its state is reset first)
         :param deterministic: take the most likely action instead of sampling
-        :return: the action(s) and the next state
+        :return: the action(s) and the next state (an :class:`~sb3_elmur.model.ElmurState` of numpy arrays)
         """
         self.set_training_mode(False)
         for array in observation.values() if isinstance(observation, dict) else [observation]:
@@ -290,7 +290,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
                 actions = np.clip(actions, self.action_space.low, self.action_space.high)
         if not vectorized:
             actions = actions.squeeze(axis=0)
-        return actions, tuple(a.cpu().numpy() for a in state_tensors)
+        return actions, ElmurState(*(a.cpu().numpy() for a in state_tensors))  # a tuple with named fields
 
     def state_from_numpy(self, state: tuple[np.ndarray, ...], n_envs: int) -> ElmurState:
         """Check a state from :meth:`predict` against this policy and ``n_envs``, and move it to the device."""

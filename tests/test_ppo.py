@@ -233,3 +233,12 @@ def test_memory_is_logged_and_recorded():
     assert np.allclose(recorded["memory"][0], initial.memory[0].numpy())
     L = model.policy.config.segment_len
     assert (recorded["anchors"][L] == L - 1).any() and (recorded["anchors"][L - 1] == -1).all()
+
+
+def test_predict_returns_a_named_state():
+    model = make_model()
+    obs = np.zeros((2, *model.observation_space.shape), dtype=np.float32)
+    _, state = model.predict(obs)
+    assert isinstance(state, tuple) and state.memory.shape[0] == 2 and state.step.tolist() == [1, 1]
+    _, state = model.predict(obs, state=state)
+    assert state.step.tolist() == [2, 2]
