@@ -39,7 +39,6 @@ import hashlib
 import importlib.resources
 import inspect
 import json
-import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,7 +50,8 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 
-from sb3_elmur import TMaze  # also registers PassiveTMaze-v0
+from sb3_elmur import SampledTMaze  # noqa: F401  (the package registers PassiveTMaze-v0, SampledTMaze-v0)
+from sb3_elmur.model import retention_horizon
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_ENVS = 8
@@ -82,34 +82,6 @@ PPO_ELMUR_REVISION = 2
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------
-
-
-class SampledTMaze(TMaze):
-    """Passive T-Maze whose corridor length is drawn uniformly from ``[min_length, max_length]`` at every reset.
-
-    :param max_length: longest corridor
-    :param min_length: shortest corridor
-    """
-
-    def __init__(self, max_length: int = 30, min_length: int = 1, render_mode: str | None = None):
-        if not 1 <= min_length <= max_length:
-            raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
-        super().__init__(max_length, render_mode)
-        self.min_length, self.max_length = min_length, max_length
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        _, info = super().reset(seed=seed, options=options)
-        self.corridor_length = int(self.np_random.integers(self.min_length, self.max_length + 1))
-        return self._observation(), info  # the first observation does not depend on the length (cue only)
-
-
-def register_benchmark_envs() -> None:
-    """Register ``SampledTMaze-v0`` (kwargs ``max_length``, ``min_length``)."""
-    if "SampledTMaze-v0" not in gym.registry:
-        gym.register(id="SampledTMaze-v0", entry_point=SampledTMaze)
-
-
-register_benchmark_envs()
 
 
 class FloatBoxObservation(gym.ObservationWrapper):
@@ -565,14 +537,8 @@ def elmur_config(model) -> dict[str, Any]:
 
 
 def horizon(memory_size: int, segment_len: int, lru_alpha: float, eps: float = 0.05) -> float:
-    """Steps after which a memory slot keeps a fraction ``eps`` of its content under LRU blending.
-
-    ``H(eps) = M * L * ln(eps) / ln(1 - lambda)``: a full memory rewrites its oldest slot every segment, so each
-    slot is blended once per ``M`` segments (``M * L`` steps) and keeps ``(1 - lambda)`` of its content each time.
-    """
-    if not 0 < lru_alpha < 1:
-        return math.inf if lru_alpha <= 0 else float(memory_size * segment_len)  # lambda 1: gone at the first rewrite
-    return memory_size * segment_len * math.log(eps) / math.log(1 - lru_alpha)
+    """:func:`sb3_elmur.model.retention_horizon` (the closed form lives next to the memory rule)."""
+    return retention_horizon(memory_size, segment_len, lru_alpha, eps)
 
 
 # --- table and plots ----------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """PPO with ELMUR (External Layer Memory with Update/Rewrite) policies for Stable-Baselines3."""
 
-from sb3_elmur.envs import TMaze, register_envs
+from sb3_elmur.envs import SampledTMaze, TMaze, register_envs
 from sb3_elmur.evaluation import evaluate_success, record_memory
 from sb3_elmur.policies import CnnElmurPolicy, ElmurPolicy, MultiInputElmurPolicy
 from sb3_elmur.ppo_elmur import PPOELMUR
@@ -11,6 +11,7 @@ __all__ = [
     "CnnElmurPolicy",
     "ElmurPolicy",
     "MultiInputElmurPolicy",
+    "SampledTMaze",
     "TMaze",
     "__version__",
     "evaluate_success",

@@ -78,10 +78,32 @@ class TMaze(gym.Env):
         return np.kron(frame, np.ones((scale, scale, 1), dtype=np.uint8))
 
 
+class SampledTMaze(TMaze):
+    """Passive T-Maze whose corridor length is drawn uniformly from ``[min_length, max_length]`` at every reset.
+
+    :param max_length: longest corridor
+    :param min_length: shortest corridor
+    """
+
+    def __init__(self, max_length: int = 30, min_length: int = 1, render_mode: str | None = None):
+        if not 1 <= min_length <= max_length:
+            raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
+        super().__init__(max_length, render_mode)
+        self.min_length, self.max_length = min_length, max_length
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        _, info = super().reset(seed=seed, options=options)
+        self.corridor_length = int(self.np_random.integers(self.min_length, self.max_length + 1))
+        return self._observation(), info  # the first observation does not depend on the length (cue only)
+
+
 def register_envs() -> None:
-    """Register ``PassiveTMaze-v0`` (kwarg ``corridor_length``, default 10) and ``PassiveTMaze30-v0`` (corridor 30 by
-    default: the RL Zoo keys its tuned entries by env id, one per corridor length)."""
+    """Register ``PassiveTMaze-v0`` (kwarg ``corridor_length``, default 10), ``PassiveTMaze30-v0`` (corridor 30 by
+    default: the RL Zoo keys its tuned entries by env id, one per corridor length) and ``SampledTMaze-v0`` (a corridor
+    length drawn per episode: kwargs ``max_length``, ``min_length``)."""
     if "PassiveTMaze-v0" not in gym.registry:
         gym.register(id="PassiveTMaze-v0", entry_point="sb3_elmur.envs:TMaze")
     if "PassiveTMaze30-v0" not in gym.registry:
         gym.register(id="PassiveTMaze30-v0", entry_point="sb3_elmur.envs:TMaze", kwargs={"corridor_length": 30})
+    if "SampledTMaze-v0" not in gym.registry:  # kwargs max_length, min_length
+        gym.register(id="SampledTMaze-v0", entry_point="sb3_elmur.envs:SampledTMaze")

@@ -138,6 +138,17 @@ def lru_update(
     return new_memory, new_anchors
 
 
+def retention_horizon(memory_size: int, segment_len: int, lru_alpha: float, eps: float = 0.05) -> float:
+    """Steps after which a slot keeps a fraction ``eps`` of its content under :func:`lru_update`'s blending.
+
+    ``H(eps) = M * L * ln(eps) / ln(1 - lambda)``: a full memory rewrites its oldest slot every segment, so each slot
+    is blended once per ``M`` segments (``M * L`` steps) and keeps ``(1 - lambda)`` of its content each time.
+    """
+    if not 0 < lru_alpha < 1:
+        return math.inf if lru_alpha <= 0 else float(memory_size * segment_len)  # lambda 1: gone at the first rewrite
+    return memory_size * segment_len * math.log(eps) / math.log(1 - lru_alpha)
+
+
 class ElmurState(NamedTuple):
     """Recurrent state of a batch of environments: per-layer memory and the segment cache.
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sb3_elmur import SampledTMaze
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import harness
 import tmaze_horizon
@@ -139,7 +141,7 @@ def test_probe(tiny_run):
 
 
 def test_sampled_tmaze():
-    env = harness.SampledTMaze(max_length=5, min_length=2)
+    env = SampledTMaze(max_length=5, min_length=2)
     lengths = set()
     for seed in range(30):
         env.reset(seed=seed)

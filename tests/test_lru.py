@@ -2,11 +2,12 @@
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sb3_elmur.model import lru_update
+from sb3_elmur.model import lru_update, retention_horizon
 
 
 def test_first_empty_slot_is_replaced_then_oldest_is_blended():
@@ -72,3 +73,17 @@ def test_norms_stay_within_the_bound(slots: int, writes: int, lam: float, bound:
         assert ((anchors == k).sum(dim=-1) == 1).all()
     assert (anchors >= 0).sum(dim=-1).tolist() == [min(slots, writes)] * 2
     assert math.isfinite(memory.sum().item())
+
+
+def test_retention_horizon_matches_the_rule():
+    """After H(eps) steps of full-memory writes, the first slot keeps exactly eps of its content under lru_update."""
+    M, L, lam, eps = 2, 10, 0.5, 0.25
+    H = retention_horizon(M, L, lam, eps)
+    assert H == pytest.approx(40.0)
+    memory, anchors = torch.zeros(1, M, 1), torch.full((1, M), -1)
+    for segment in range(M):  # fill the empty slots with content 1
+        memory, anchors = lru_update(memory, anchors, torch.ones(1, M, 1), torch.tensor([L * segment + L - 1]), lam)
+    for segment in range(M, M + round(H / L)):  # then H steps of writes with content 0
+        memory, anchors = lru_update(memory, anchors, torch.zeros(1, M, 1), torch.tensor([L * segment + L - 1]), lam)
+    assert memory[0, 0, 0].item() == pytest.approx(eps)
+    assert retention_horizon(4, 16, 0.0) == math.inf and retention_horizon(4, 16, 1.0) == 64.0
