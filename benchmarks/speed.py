@@ -7,7 +7,8 @@ For each env, the algorithms get the same number of envs, n_steps, batch_size an
 defaults: 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy; SB3 PPO's memoryless
 MlpPolicy). Each measurement runs in a fresh subprocess (clean peak memory), the algorithms alternating; the table
 shows medians and the ratios ELMUR/LSTM and ELMUR/PPO (> 1 means ELMUR is faster for throughputs, slower for times
-and memory). ``--device cuda`` runs the policies on a GPU (the environments stay on the CPU). Then: acting latency
+and memory). Throughputs and update times are per second of the process's CPU time (one torch thread, the envs
+stepped in-process), so other processes on the machine do not skew them. ``--device cuda`` runs the policies on a GPU (the environments stay on the CPU). Then: acting latency
 of ``predict`` for 8 envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes for a 2048 x 8 rollout
 at corridors 10^2, 10^4 and 10^6 (episodes of up to that many steps).
 """
@@ -59,13 +60,13 @@ def child_throughput(algo: str, env_id: str, steps: int, n_envs: int, device: st
     callback.init_callback(model)
     rollout_time = update_time = 0.0
     collected = 0
-    while collected < steps:
-        start = time.perf_counter()
+    while collected < steps:  # CPU time of this process: robust to other processes sharing the cores
+        start = time.process_time()
         model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
-        rollout_time += time.perf_counter() - start
-        start = time.perf_counter()
+        rollout_time += time.process_time() - start
+        start = time.process_time()
         model.train()
-        update_time += time.perf_counter() - start
+        update_time += time.process_time() - start
         collected += model.n_steps * n_envs
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return dict(
