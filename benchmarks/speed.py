@@ -8,9 +8,10 @@ defaults: 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPoli
 MlpPolicy). Each measurement runs in a fresh subprocess (clean peak memory), the algorithms alternating; the table
 shows medians and the ratios ELMUR/LSTM and ELMUR/PPO (> 1 means ELMUR is faster for throughputs, slower for times
 and memory). Throughputs and update times are per second of the process's CPU time (one torch thread, the envs
-stepped in-process), so other processes on the machine do not skew them. ``--device cuda`` runs the policies on a GPU (the environments stay on the CPU). Then: acting latency
-of ``predict`` for 8 envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes for a 2048 x 8 rollout
-at corridors 10^2, 10^4 and 10^6 (episodes of up to that many steps).
+stepped in-process), so other processes on the machine do not skew them; with ``--device cuda`` (the policies on
+a GPU, the environments on the CPU) the CPU time does not count the GPU's work, so compare those runs with care.
+Then: acting latency of ``predict`` for 8 envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes
+for a 2048 x 8 rollout at corridors 10^2, 10^4 and 10^6 (episodes of up to that many steps).
 """
 
 import argparse
