@@ -1,5 +1,6 @@
 """PPO with an ELMUR policy: the recurrent state is the transformer's layer memory."""
 
+import dataclasses
 import io
 import pathlib
 import zipfile
@@ -13,6 +14,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
@@ -148,6 +150,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.policy = self.policy.to(self.device)
         if not isinstance(self.policy, ElmurActorCriticPolicy):
             raise ValueError("Policy must subclass ElmurActorCriticPolicy")
+        # every ELMUR knob in the saved policy_kwargs, so a checkpoint keeps its model when a default changes
+        self.policy_kwargs = {**self.policy_kwargs, **dataclasses.asdict(self.policy.config)}
         if self.batch_size is None or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive number of environment steps, got {self.batch_size}")
         self.rollout_buffer = ElmurRolloutBuffer(
@@ -370,8 +374,20 @@ class PPOELMUR(OnPolicyAlgorithm):
     def load(  # type: ignore[override]
         cls: type[SelfPPOELMUR], path: str | pathlib.Path | io.BufferedIOBase, *args, **kwargs
     ) -> SelfPPOELMUR:
-        """Load a model saved by :meth:`save` (arguments as SB3's ``load``); a corrupt file raises ValueError."""
+        """Load a model saved by :meth:`save` (arguments as SB3's ``load``); a corrupt file raises ValueError.
+
+        A checkpoint saved before ``sliding_window`` existed (its policy_kwargs do not name it) loads with
+        ``sliding_window=False``, the model it was trained as.
+        """
         check_checkpoint(path)
+        data, _, _ = load_from_zip_file(path, device="cpu")
+        if isinstance(path, io.BufferedIOBase):
+            path.seek(0)
+        saved = (data or {}).get("policy_kwargs") or {}
+        if "sliding_window" not in saved:
+            custom_objects = dict(kwargs.pop("custom_objects", None) or {})
+            custom_objects["policy_kwargs"] = {**saved, "sliding_window": False}
+            kwargs["custom_objects"] = custom_objects
         return super().load(path, *args, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:

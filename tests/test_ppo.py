@@ -242,3 +242,29 @@ def test_predict_returns_a_named_state():
     assert isinstance(state, tuple) and state.memory.shape[0] == 2 and state.step.tolist() == [1, 1]
     _, state = model.predict(obs, state=state)
     assert state.step.tolist() == [2, 2]
+
+
+def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
+    """Saved policy_kwargs name every ELMUR knob; a checkpoint from before sliding_window loads without it."""
+    import json
+    import zipfile
+
+    model = make_model()
+    assert model.policy_kwargs["sliding_window"] is True and model.policy_kwargs["segment_len"] == SEGMENT
+    model.save(tmp_path / "new.zip")
+    assert PPOELMUR.load(tmp_path / "new.zip").policy.config == model.policy.config
+
+    old = make_model(sliding_window=False)
+    old.save(tmp_path / "old.zip")
+    with zipfile.ZipFile(tmp_path / "old.zip") as archive:  # as saved before the knob existed
+        members = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(members["data"])
+    data["policy_kwargs"] = {"segment_len": SEGMENT, "d_model": 16, "n_layers": 2, "n_heads": 2, "memory_size": 2}
+    members["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(tmp_path / "old.zip", "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    loaded = PPOELMUR.load(tmp_path / "old.zip")
+    assert loaded.policy.config.sliding_window is False
+    obs = np.zeros((1, *old.observation_space.shape), dtype=np.float32)
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], old.predict(obs, deterministic=True)[0])
