@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from sb3_elmur.model import ElmurConfig
 from sb3_elmur.ppo_elmur import PPOELMUR
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def convert_ppo_elmur_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
         for key in ("segment_len", "memory_size", "lru_alpha", "d_model", "n_layers", "n_heads", "memory_gradient")
         if key in params
     }
-    tokens = params["sequence_segments"] * policy_kwargs.get("segment_len", 16)
+    tokens = params["sequence_segments"] * policy_kwargs.get("segment_len", ElmurConfig.segment_len)
     hyperparams = {
         "n_steps": 2 ** params.pop("n_steps_pow"),
         "batch_size": tokens * 2 ** params.pop("sequences_per_batch_pow"),
