@@ -97,8 +97,7 @@ def child_latency(n_envs: int) -> dict:
                 step0 = first + torch.arange(S)[None].expand(n_envs, S) * L
                 features = torch.rand(n_envs, S, L, 3)
                 valid = torch.ones(n_envs, S, L, dtype=torch.bool)
-                _, memories, anchors = trunk(features, start_state, step0, step0 == 0, valid)
-                start_state = start_state._replace(memory=memories[:, -1], anchors=anchors)
+                _, _, start_state = trunk(features, start_state, step0, step0 == 0, valid)
         state = state._replace(
             memory=start_state.memory, anchors=start_state.anchors, step=torch.full((n_envs,), start)
         )

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.type_aliases import PyTorchObs
 
-from sb3_elmur.model import ElmurConfig, ElmurState, SegmentStart
+from sb3_elmur.model import ElmurConfig, SegmentStart
 from sb3_elmur.policies import Observations, map_observations
 
 
@@ -41,7 +41,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
     into a training sequence, and yields shuffled minibatches of whole sequences (as many minibatches as SB3's PPO
     makes of the rollout for the same ``batch_size``).
 
-    :param elmur_config: the policy's ELMUR configuration (segment length L, previous-segment attention)
+    :param elmur_config: the policy's ELMUR configuration (its segment length L)
     :param sequence_segments: segments per training sequence (the truncation of backpropagation through memory)
     """
 
@@ -61,7 +61,6 @@ class ElmurRolloutBuffer(RolloutBuffer):
     ):
         elmur_config = elmur_config or ElmurConfig()
         self.segment_len = elmur_config.segment_len
-        self.previous_len = elmur_config.previous_len
         self.sequence_segments = sequence_segments
         super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
         self.segment_observations = self._zeros(n_envs, max(self.segment_len - 1, 0))
@@ -94,17 +93,14 @@ class ElmurRolloutBuffer(RolloutBuffer):
         self.prefix_len = episode_step % self.segment_len
         self.prefix_observations = map_observations(np.copy, self.segment_observations)
 
-    def add_segment_starts(self, state: ElmurState, episode_step: np.ndarray) -> None:
+    def add_segment_starts(self, start: SegmentStart, episode_step: np.ndarray) -> None:
         """Store the segment start (memory, previous segment's keys and values) of the environments whose segment
         starts at this step (all of them at the rollout's first step)."""
         envs = np.arange(self.n_envs) if self.pos == 0 else np.flatnonzero(episode_step % self.segment_len == 0)
         if len(envs) == 0:
             return
-        rows = th.as_tensor(envs, device=state.step.device)
-        P = self.previous_len
-        self._segment_starts.append(
-            SegmentStart(state.memory[rows], state.anchors[rows], state.keys[rows, :, :P], state.values[rows, :, :P])
-        )
+        rows = th.as_tensor(envs, device=start.memory.device)
+        self._segment_starts.append(SegmentStart(*(a[rows] for a in start)))
         self.memory_index[self.pos, envs] = self._n_memories + np.arange(len(envs))
         self._n_memories += len(envs)
 
@@ -149,7 +145,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
         Segments follow the episodes' own grid (step t in segment t // L), so an episode start opens a new segment;
         the previous rollout's steps of the first segment (the prefix) are included without loss. Each sequence
         gets its token index (into the flat per-step arrays), per-segment start step and episode-start flag, and
-        the stored memory at its first segment.
+        the stored segment start (memory, previous segment's keys and values) at its first segment.
         """
         L, S, T, E = self.segment_len, self.sequence_segments, self.buffer_size, self.n_envs
         n_tokens = T * E  # flat index e * T + i for step i of env e; then the prefixes; then one padding row

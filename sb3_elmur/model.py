@@ -14,9 +14,9 @@ to segment ``t // L``. Every layer, for the tokens of the current segment:
    feed-forward gives one candidate per slot, and :func:`lru_update` (the memory rule) changes one slot.
 
 The same weights run two ways that give the same outputs: :meth:`ElmurTransformer.step` (one step of a batch
-of environments, with a per-layer cache of the segment's keys, values and outputs; cost O(L) per step,
-independent of t) and :meth:`ElmurTransformer.forward` (whole segments of a batch of sequences, each segment
-in one causal pass).
+of environments, with a per-layer cache of the attention window's keys and values and of the segment's outputs;
+cost O(L) per step, independent of t) and :meth:`ElmurTransformer.forward` (whole segments of a batch of
+sequences, each segment in one causal pass).
 """
 
 import dataclasses
@@ -363,7 +363,7 @@ class ElmurTransformer(nn.Module):
         episode_start: torch.Tensor,
         valid: torch.Tensor,
         write_last: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, SegmentStart]:
         """Segment mode over sequences of S segments, each segment of the batch in one causal pass.
 
         The segments of a sequence follow each other in time; a segment that begins an episode starts from the
@@ -372,12 +372,12 @@ class ElmurTransformer(nn.Module):
 
         :param features: (B, S, L, input_dim) tokens; in each segment, padding only after the valid tokens
         :param start: memory, anchors and previous segment's keys and values at the start of each sequence
-        :param start_step: (B, S) episode step of each segment's first token (a multiple of L)
+        :param start_step: (B, S) episode step of each segment's first token (a multiple of L; -1 for padding)
         :param episode_start: (B, S) true where a segment begins an episode
         :param valid: (B, S, L) true for real tokens
         :param write_last: also write the memory of the last segment (needed only by who reads the memory after it)
-        :return: outputs (B, S, L, d), the memory after each segment (B, S, n, M, d) and the anchors after the last
-            segment (B, n, M)
+        :return: outputs (B, S, L, d), the memory after each segment (B, S, n, M, d) and what a segment after the last
+            one starts from (memory, anchors, the last segment's keys and values)
         """
         S, L = features.shape[1:3]
         P, initial = self.config.previous_len, self.initial_memory
@@ -412,7 +412,8 @@ class ElmurTransformer(nn.Module):
             prev_keys, prev_values = torch.stack(keys, 1), torch.stack(values, 1)
             if not self.config.memory_gradient:  # the next segment reads them without a gradient path to here
                 memory, prev_keys, prev_values = memory.detach(), prev_keys.detach(), prev_values.detach()
-        return self.final_norm(torch.stack(outputs, 1)), torch.stack(memories, 1), anchors
+        end = SegmentStart(memory, anchors, prev_keys, prev_values)
+        return self.final_norm(torch.stack(outputs, 1)), torch.stack(memories, 1), end
 
     def _write(
         self, memory: torch.Tensor, anchors: torch.Tensor, outputs: torch.Tensor, steps: torch.Tensor

@@ -142,8 +142,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         ]
 
     def segment_start(self, state: ElmurState) -> SegmentStart:
-        """What a training sequence that begins at this state's segment start needs (see :class:`SegmentStart`)."""
-        return self.trunks[0].segment_start(state)  # slices the previous segment's keys of every trunk
+        """What a training sequence that begins at this state's segment start needs, for every trunk (see
+        :class:`~sb3_elmur.model.SegmentStart`)."""
+        return self.trunks[0].segment_start(state)  # the trunks share the layout: one slice serves all
 
     def _trunk_features(self, obs: PyTorchObs) -> list[th.Tensor]:
         features = self.extract_features(obs)

@@ -14,7 +14,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
@@ -51,8 +51,9 @@ class PPOELMUR(OnPolicyAlgorithm):
         1.00; ``benchmarks/ablation.py``)
     :param ent_coef: entropy coefficient; 0.01 by default (SB3's PPO: 0), which keeps the choices that only memory
         can inform explored until the memory informs them (T-Maze corridor 10: 46% success with 0, 100% with 0.01)
-    :param sequence_segments: segments per training sequence. Each sequence starts from the memory stored during
-        the rollout and runs its segments in order, so the memory written by one segment is read by the next
+    :param sequence_segments: segments per training sequence. Each sequence starts from the memory (and the previous
+        segment's keys and values) stored during the rollout and runs its segments in order, so the memory written by
+        one segment is read by the next
         (with gradient when the policy's ``memory_gradient`` is on)
 
     The other parameters: ``n_steps`` (steps per environment per rollout), ``n_epochs``,
@@ -217,7 +218,7 @@ class PPOELMUR(OnPolicyAlgorithm):
                 if n_steps == 0:  # the segment begun in the last rollout: its cache by the updated weights
                     rollout_buffer.start_rollout(step)
                     state = self.policy.recompute_segment_cache(state, rollout_buffer.prefix_observations)
-                rollout_buffer.add_segment_starts(state, step)
+                rollout_buffer.add_segment_starts(self.policy.segment_start(state), step)
                 actions, values, log_probs, new_state = self.policy(obs_tensor, state, no_reset)
                 writes = step % segment_len == segment_len - 1  # these envs wrote their memory with this step
                 if writes.any():
@@ -380,15 +381,16 @@ class PPOELMUR(OnPolicyAlgorithm):
         ``sliding_window=False``, the model it was trained as.
         """
         check_checkpoint(path)
-        data, _, _ = load_from_zip_file(path, device="cpu")
-        if isinstance(path, io.BufferedIOBase):
-            path.seek(0)
-        saved = (data or {}).get("policy_kwargs") or {}
-        if "sliding_window" not in saved:
-            custom_objects = dict(kwargs.pop("custom_objects", None) or {})
-            custom_objects["policy_kwargs"] = {**saved, "sliding_window": False}
-            kwargs["custom_objects"] = custom_objects
-        return super().load(path, *args, **kwargs)
+        custom_objects = dict(kwargs.pop("custom_objects", None) or {})
+        if "policy_kwargs" not in custom_objects:
+            with zipfile.ZipFile(path) as archive:
+                data = json_to_data(archive.read("data").decode(), custom_objects=custom_objects)
+            if isinstance(path, io.BufferedIOBase):
+                path.seek(0)
+            saved = data.get("policy_kwargs") or {}
+            if "sliding_window" not in saved:
+                custom_objects["policy_kwargs"] = {**saved, "sliding_window": False}
+        return super().load(path, *args, custom_objects=custom_objects, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_state", "_rollout_write_sizes"]

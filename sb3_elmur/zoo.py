@@ -129,8 +129,9 @@ def rdb_storage(url: str, attempts: int = 30) -> optuna.storages.RDBStorage:
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url)
-        except SQLAlchemyError as error:
-            if attempt == attempts - 1 or not any(s in str(error).lower() for s in _SCHEMA_RACE):
+        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+            message = f"{error} {error.__cause__}".lower()  # Optuna wraps some database errors
+            if attempt == attempts - 1 or not any(s in message for s in _SCHEMA_RACE):
                 raise
             time.sleep(0.1 + 0.4 * random.random())
     raise AssertionError("unreachable")
@@ -157,7 +158,7 @@ def _patch_experiment_manager(exp_manager_class: type) -> None:
             self.config = str(HYPERPARAMS_PATH)
         storage = arguments.get("storage")
         if self.algo == ALGO and arguments.get("optimize_hyperparameters") and storage and "://" in storage:
-            rdb_storage(storage)  # the schema, race-free, before the zoo's own create_study opens it
+            rdb_storage(storage).engine.dispose()  # the schema, race-free, before the zoo's create_study opens it
 
     __init__._sb3_elmur = True  # type: ignore[attr-defined]
     exp_manager_class.__init__ = __init__

@@ -65,19 +65,40 @@ def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, slidi
         start_step = (torch.arange(S) * L).expand(B, S)
         episode_start = start_step == 0
         with torch.no_grad():
-            segment_outputs, memories, anchors = model(
+            segment_outputs, memories, end = model(
                 padded.view(B, S, L, 5), fresh_start(model, B), start_step, episode_start, valid.view(B, S, L)
             )
         segment_outputs = segment_outputs.reshape(B, S * L, -1)[:, :T]
         assert (step_outputs - segment_outputs).abs().max() <= 1e-5
         assert (step_state.memory - memories[:, -1]).abs().max() <= 1e-5
+        anchors = end.anchors
         assert torch.equal(step_state.anchors, anchors)
+        assert torch.equal(end.memory, memories[:, -1])
         written = [L - 1 + L * s for s in range(5)]  # anchor = step of each segment's last token
         if memory_size >= 5:
             assert anchors[0, 0].tolist() == written + [-1] * (memory_size - 5)
         else:  # the oldest slots were blended by later segments
             assert sorted(anchors[0, 0].tolist()) == written[-memory_size:]
         assert torch.equal(step_state.step, torch.full((B,), T))
+
+
+@pytest.mark.parametrize("sliding_window", [True, False])
+def test_segment_mode_ends_where_step_mode_starts_the_next_segment(sliding_window: bool):
+    """After whole segments, segment mode returns the memory and the window's keys and values that step mode holds
+    at the next segment's start: a later call can continue from there."""
+    L, S, B = 4, 3, 2
+    model = make_model(False, 2, L, sliding_window)
+    features = torch.randn(B, S * L, 5)
+    _, state = run_steps(model, features)
+    start_step = (torch.arange(S) * L).expand(B, S)
+    with torch.no_grad():
+        _, _, end = model(
+            features.view(B, S, L, 5), fresh_start(model, B), start_step, start_step == 0, torch.ones(B, S, L).bool()
+        )
+    expected = model.segment_start(state)
+    for name, a, b in zip(end._fields, end, expected, strict=True):
+        assert a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-5), name
+    assert end.keys.shape[2] == (L - 1 if sliding_window else 0)
 
 
 @pytest.mark.parametrize("sliding_window", [True, False])

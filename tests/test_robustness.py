@@ -269,9 +269,8 @@ def test_million_step_episode_stays_finite_and_bounded():
         for first in range(0, steps, S * L):
             features = torch.rand(1, S, L, 3)
             start_step = first + torch.arange(S)[None] * L
-            outputs, memories, anchors = model(features, start, start_step, start_step == 0, valid)
-            memory = memories[:, -1]
-            start = start._replace(memory=memory, anchors=anchors)
+            outputs, memories, start = model(features, start, start_step, start_step == 0, valid)
+            memory, anchors = memories[:, -1], start.anchors
             assert torch.isfinite(outputs).all() and torch.isfinite(memory).all()
             assert memory.norm(dim=-1).max() <= bound * (1 + 1e-5)
         assert anchors.max().item() == steps - 1
