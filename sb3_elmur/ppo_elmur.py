@@ -373,7 +373,14 @@ class PPOELMUR(OnPolicyAlgorithm):
 
     @classmethod
     def load(  # type: ignore[override]
-        cls: type[SelfPPOELMUR], path: str | pathlib.Path | io.BufferedIOBase, *args, **kwargs
+        cls: type[SelfPPOELMUR],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs,
     ) -> SelfPPOELMUR:
         """Load a model saved by :meth:`save` (arguments as SB3's ``load``); a corrupt file raises ValueError.
 
@@ -381,7 +388,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         ``sliding_window=False``, the model it was trained as.
         """
         check_checkpoint(path)
-        custom_objects = dict(kwargs.pop("custom_objects", None) or {})
+        custom_objects = dict(custom_objects or {})
         if "policy_kwargs" not in custom_objects:
             with zipfile.ZipFile(path) as archive:
                 data = json_to_data(archive.read("data").decode(), custom_objects=custom_objects)
@@ -390,7 +397,7 @@ class PPOELMUR(OnPolicyAlgorithm):
             saved = data.get("policy_kwargs") or {}
             if "sliding_window" not in saved:
                 custom_objects["policy_kwargs"] = {**saved, "sliding_window": False}
-        return super().load(path, *args, custom_objects=custom_objects, **kwargs)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_state", "_rollout_write_sizes"]
