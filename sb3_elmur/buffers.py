@@ -2,7 +2,7 @@
 
 import itertools
 from collections.abc import Generator
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch as th
@@ -46,6 +46,13 @@ class ElmurRolloutBuffer(RolloutBuffer):
     """
 
     observations: Observations  # type: ignore[assignment]
+    # the per-step arrays as rows of training tokens (see _flat), made by get
+    flat_observations: Observations
+    flat_actions: np.ndarray
+    flat_values: np.ndarray
+    flat_log_probs: np.ndarray
+    flat_advantages: np.ndarray
+    flat_returns: np.ndarray
 
     def __init__(
         self,
@@ -68,7 +75,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
     def _zeros(self, *leading: int) -> Observations:
         shape = self.obs_shape
         if isinstance(shape, dict):
-            space = self.observation_space.spaces  # type: ignore[attr-defined]
+            space = self.observation_space.spaces
             return {k: np.zeros((*leading, *s), dtype=space[k].dtype) for k, s in shape.items()}
         return np.zeros((*leading, *shape), dtype=self.observation_space.dtype)
 
@@ -117,8 +124,9 @@ class ElmurRolloutBuffer(RolloutBuffer):
         """SB3's per-step data plus the episode step of ``obs`` (n_envs,)."""
         shape = self.obs_shape
         if isinstance(obs, dict):
-            for key in self.observations:  # type: ignore[union-attr]
-                self.observations[key][self.pos] = np.asarray(obs[key]).reshape((self.n_envs, *shape[key]))
+            shapes = cast(dict[str, tuple[int, ...]], shape)
+            for key in self.observations:
+                self.observations[key][self.pos] = np.asarray(obs[key]).reshape((self.n_envs, *shapes[key]))
         else:
             self.observations[self.pos] = np.asarray(obs).reshape((self.n_envs, *shape))  # type: ignore[index]
         self.episode_steps[self.pos] = episode_step
@@ -189,7 +197,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
             self.flat_observations = (
                 {k: self._flat(v, self.prefix_observations[k]) for k, v in self.observations.items()}
                 if isinstance(self.observations, dict)
-                else self._flat(self.observations, self.prefix_observations)
+                else self._flat(self.observations, cast(np.ndarray, self.prefix_observations))
             )
             for name in ("actions", "values", "log_probs", "advantages", "returns"):
                 self.__dict__["flat_" + name] = self._flat(self.__dict__[name])

@@ -24,7 +24,7 @@ class TMaze(gym.Env):
     :param render_mode: ``"rgb_array"`` to render frames (corridor in grey, agent in white, cue arm in green)
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}  # type: ignore[misc]
 
     def __init__(self, corridor_length: int = 10, render_mode: str | None = None):
         if corridor_length < 1:

@@ -1,10 +1,14 @@
 """Success rate and mean return of a model (SB3's ``evaluate_policy`` carries the recurrent state), and the memory of
 one episode for plotting."""
 
+from typing import cast
+
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_elmur.policies import ElmurActorCriticPolicy
 
 
 def evaluate_success(
@@ -24,7 +28,7 @@ def evaluate_success(
             successes.append(bool(local_vars["info"]["is_success"]))
 
     mean_return, _ = evaluate_policy(model, env, n_eval_episodes, deterministic=deterministic, callback=record)
-    return (float(np.mean(successes)) if successes else None), float(mean_return)
+    return (float(np.mean(successes)) if successes else None), float(cast(float, mean_return))
 
 
 def record_memory(model: BaseAlgorithm, env: VecEnv, max_steps: int = 10_000, deterministic: bool = True) -> dict:
@@ -36,15 +40,17 @@ def record_memory(model: BaseAlgorithm, env: VecEnv, max_steps: int = 10_000, de
     :param deterministic: take the most likely actions
     :return: ``memory`` (T, layers, M, d) and ``anchors`` (T, layers, M) before each step, ``rewards`` (T,)
     """
-    obs = env.reset()
-    state = tuple(a.cpu().numpy() for a in model.policy.initial_state(env.num_envs))  # what a fresh episode reads
+    policy = cast(ElmurActorCriticPolicy, model.policy)
+    obs = cast(np.ndarray, env.reset())
+    state: tuple[np.ndarray, ...] | None = tuple(a.cpu().numpy() for a in policy.initial_state(env.num_envs))
     episode_start = np.ones(env.num_envs, dtype=bool)
     memories, anchors, rewards = [], [], []
-    for _ in range(max_steps):
+    for _ in range(max_steps):  # the state before each step: at the first, what a fresh episode reads
+        assert state is not None
         memories.append(state[0][0].copy())
         anchors.append(state[1][0].copy())
         action, state = model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
-        obs, reward, done, _ = env.step(action)
+        obs, reward, done, _ = cast(tuple[np.ndarray, np.ndarray, np.ndarray, list], env.step(action))
         rewards.append(float(reward[0]))
         episode_start = done
         if done[0]:

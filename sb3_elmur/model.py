@@ -21,7 +21,7 @@ sequences, each segment in one causal pass).
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -337,7 +337,9 @@ class ElmurTransformer(nn.Module):
             x, k, v = layer(
                 x, state.keys[:, i], state.values[:, i], self_bias_args, memory[:, i], read_bucket[:, i, None]
             )
-            new_k.append(k[:, 0]), new_v.append(v[:, 0]), new_x.append(x[:, 0])
+            new_k.append(k[:, 0])
+            new_v.append(v[:, 0])
+            new_x.append(x[:, 0])
         keys, values, outputs = (torch.stack(a, 1) for a in (new_k, new_v, new_x))  # (B, n, d) each
         if completes.any():  # write every env's segment, keep it where the segment is complete
             segment_steps = state.step[:, None] - L + 1 + torch.arange(L, device=pos.device)  # (B, L)
@@ -402,7 +404,8 @@ class ElmurTransformer(nn.Module):
                     h, prev_keys[:, i], prev_values[:, i], (distance, masked), memory[:, i], read_bucket[:, i]
                 )
                 written.append(h)
-                keys.append(k[:, L - P :]), values.append(v[:, L - P :])
+                keys.append(k[:, L - P :])
+                values.append(v[:, L - P :])
             if s < S - 1 or write_last:
                 new_memory, new_anchors = self._write(memory, anchors, torch.stack(written, 1), steps)
                 memory = torch.where(complete[:, None, None, None], new_memory, memory)
@@ -423,9 +426,10 @@ class ElmurTransformer(nn.Module):
         bucket = distance_bucket(steps[:, None, None, :] - anchors[..., None], (anchors < 0)[..., None])  # (B,n,M,L)
         new_memory, new_anchors = [], []
         for i, layer in enumerate(self.layers):
-            candidates = layer.write_candidates(memory[:, i], outputs[:, i], bucket[:, i])
+            candidates = cast(ElmurLayer, layer).write_candidates(memory[:, i], outputs[:, i], bucket[:, i])
             m, a = lru_update(memory[:, i], anchors[:, i], candidates, steps[:, -1], self.config.lru_alpha)
-            new_memory.append(m), new_anchors.append(a)
+            new_memory.append(m)
+            new_anchors.append(a)
         return torch.stack(new_memory, 1), torch.stack(new_anchors, 1)
 
 

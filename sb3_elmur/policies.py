@@ -1,7 +1,7 @@
 """Actor-critic policies whose recurrent state is the ELMUR layer memory (see :mod:`sb3_elmur.model`)."""
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch as th
@@ -102,7 +102,13 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             if config.reconstruction_coef > 0
             else None
         )
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+    @property
+    def _trunks(self) -> list[ElmurTransformer]:
+        return cast(list[ElmurTransformer], list(self.trunks))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(super()._get_constructor_parameters(), **dataclasses.asdict(self.config))
@@ -120,31 +126,33 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     # --- state -------------------------------------------------------------------------------------------------
 
     @property
-    def state_shapes(self) -> ElmurState:
-        """Per-environment shape of each state field (layer axis: the layers of every trunk)."""
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-environment shape of each state field, by field name (layer axis: the layers of every trunk)."""
         c = self.config
         n, m, d, L, P = c.n_layers * len(self.trunks), c.memory_size, c.d_model, c.segment_len, c.previous_len
-        return ElmurState((n, m, d), (n, m), (n, P + L - 1, d), (n, P + L - 1, d), (n, L - 1, d), ())
+        shapes = [(n, m, d), (n, m), (n, P + L - 1, d), (n, P + L - 1, d), (n, L - 1, d), ()]
+        return dict(zip(ElmurState._fields, shapes, strict=True))
 
     def initial_state(self, n_envs: int) -> ElmurState:
         """State of ``n_envs`` fresh episodes."""
-        return _join([trunk.initial_state(n_envs) for trunk in self.trunks])
+        return _join([trunk.initial_state(n_envs) for trunk in self._trunks])
 
     def reset_state(self, state: ElmurState, episode_starts: th.Tensor) -> ElmurState:
         """Fresh state where ``episode_starts`` (n_envs,) is true."""
         episode_starts = episode_starts.bool()
-        return _join([t.reset(s, episode_starts) for t, s in zip(self.trunks, self._split(state), strict=True)])
+        return _join([t.reset(s, episode_starts) for t, s in zip(self._trunks, self._split(state), strict=True)])
 
     def _split(self, state: ElmurState) -> list[ElmurState]:
         n = self.config.n_layers
         return [
-            ElmurState(*(a[:, i * n : (i + 1) * n] for a in state[:5]), state.step) for i in range(len(self.trunks))
+            ElmurState._make([*(a[:, i * n : (i + 1) * n] for a in state[:5]), state.step])
+            for i in range(len(self.trunks))
         ]
 
     def segment_start(self, state: ElmurState) -> SegmentStart:
         """What a training sequence that begins at this state's segment start needs, for every trunk (see
         :class:`~sb3_elmur.model.SegmentStart`)."""
-        return self.trunks[0].segment_start(state)  # the trunks share the layout: one slice serves all
+        return self._trunks[0].segment_start(state)  # the trunks share the layout: one slice serves all
 
     def _trunk_features(self, obs: PyTorchObs) -> list[th.Tensor]:
         features = self.extract_features(obs)
@@ -157,7 +165,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     def _step_trunks(self, obs: PyTorchObs, state: ElmurState) -> tuple[list[th.Tensor], list[th.Tensor], ElmurState]:
         features = self._trunk_features(obs)
         outputs, states = zip(
-            *(trunk.step(f, s) for trunk, f, s in zip(self.trunks, features, self._split(state), strict=True)),
+            *(trunk.step(f, s) for trunk, f, s in zip(self._trunks, features, self._split(state), strict=True)),
             strict=True,
         )
         return features, list(outputs), _join(list(states))
@@ -210,7 +218,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
 
     # --- segment mode (training) ----------------------------------------------------------------------------------
 
-    def evaluate_sequences(self, batch: "ElmurSequenceSamples") -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    def evaluate_sequences(
+        self, batch: "ElmurSequenceSamples"
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None, th.Tensor]:
         """Values, log-probabilities and entropy of the actions of a minibatch of B sequences of S segments of L
         steps (see :class:`~sb3_elmur.buffers.ElmurSequenceSamples`).
 
@@ -234,7 +244,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             )
             outputs.append(y.reshape(B * S * L, -1))
             complete = batch.valid.all(dim=-1)  # (B, S) segments that wrote memory
-            if reconstruct and complete.any():
+            if reconstruct and self.reconstruction is not None and complete.any():
                 decoded = self.reconstruction(memories[complete])  # (K, L, features_dim)
                 loss = F.mse_loss(decoded, trunk_features[complete].detach())
                 auxiliary_loss = self.config.reconstruction_coef * loss
@@ -248,7 +258,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
 
     # --- user-facing predict --------------------------------------------------------------------------------------
 
-    def predict(  # type: ignore[override]
+    def predict(
         self,
         observation: np.ndarray | dict[str, np.ndarray],
         state: tuple[np.ndarray, ...] | None = None,
@@ -283,15 +293,16 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             starts = th.as_tensor(episode_start, dtype=th.bool, device=self.device)
             distribution, state_tensors = self.get_distribution(obs_tensor, state_tensors, starts)
             actions = distribution.get_actions(deterministic=deterministic)
-        actions = actions.cpu().numpy().reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        chosen: np.ndarray = actions.cpu().numpy().reshape((-1, *self.action_space.shape))  # type: ignore[misc]
         if isinstance(self.action_space, spaces.Box):
             if self.squash_output:
-                actions = self.unscale_action(actions)
+                chosen = self.unscale_action(chosen)
             else:
-                actions = np.clip(actions, self.action_space.low, self.action_space.high)
+                chosen = np.clip(chosen, self.action_space.low, self.action_space.high)
         if not vectorized:
-            actions = actions.squeeze(axis=0)
-        return actions, ElmurState(*(a.cpu().numpy() for a in state_tensors))  # a tuple with named fields
+            chosen = chosen.squeeze(axis=0)
+        next_state = ElmurState._make([a.cpu().numpy() for a in state_tensors])  # a tuple with named fields
+        return chosen, cast(tuple[np.ndarray, ...], next_state)
 
     def state_from_numpy(self, state: tuple[np.ndarray, ...], n_envs: int) -> ElmurState:
         """Check a state from :meth:`predict` against this policy and ``n_envs``, and move it to the device."""
@@ -299,7 +310,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         if not isinstance(state, tuple | list) or len(state) != len(expected):
             raise ValueError(f"state must be a tuple of {len(expected)} arrays ({', '.join(ElmurState._fields)})")
         fields = []
-        for name, array, shape in zip(ElmurState._fields, state, expected, strict=True):
+        for (name, shape), array in zip(expected.items(), state, strict=True):
             array = np.asarray(array)
             if array.shape != (n_envs, *shape):
                 raise ValueError(f"state.{name} has shape {array.shape}, expected {(n_envs, *shape)} for {n_envs} envs")
@@ -307,14 +318,14 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             if integer != np.issubdtype(array.dtype, np.integer):
                 raise ValueError(f"state.{name} has dtype {array.dtype}, expected {'int64' if integer else 'float32'}")
             fields.append(th.as_tensor(array, dtype=th.long if integer else th.float32, device=self.device))
-        return ElmurState(*fields)
+        return ElmurState._make(fields)
 
 
 def _join(states: list[ElmurState]) -> ElmurState:
     """Concatenate the per-trunk states along the layer axis (the step counter is shared)."""
     if len(states) == 1:
         return states[0]
-    return ElmurState(*(th.cat([s[i] for s in states], 1) for i in range(5)), states[0].step)
+    return ElmurState._make([*(th.cat([s[i] for s in states], 1) for i in range(5)), states[0].step])
 
 
 def check_observation_space(observation_space: spaces.Space) -> None:
@@ -343,15 +354,17 @@ def check_observation_space(observation_space: spaces.Space) -> None:
 class ElmurActorCriticCnnPolicy(ElmurActorCriticPolicy):
     """:class:`ElmurActorCriticPolicy` with SB3's NatureCNN features extractor for image observations."""
 
-    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs):
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("features_extractor_class", NatureCNN)
+        super().__init__(*args, **kwargs)
 
 
 class ElmurMultiInputActorCriticPolicy(ElmurActorCriticPolicy):
     """:class:`ElmurActorCriticPolicy` with SB3's CombinedExtractor for Dict observations."""
 
-    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs):
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("features_extractor_class", CombinedExtractor)
+        super().__init__(*args, **kwargs)
 
 
 ElmurPolicy = ElmurActorCriticPolicy

@@ -187,7 +187,7 @@ class PPOELMUR(OnPolicyAlgorithm):
     ) -> tuple[int, BaseCallback]:
         env_reset = reset_num_timesteps or self._last_obs is None
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
-        if env_reset or len(self._last_state.step) != self.n_envs:
+        if env_reset or self._last_state is None or len(self._last_state.step) != self.n_envs:
             self._reset_state()  # the envs were reset: their episodes start fresh
         return result
 
@@ -204,6 +204,7 @@ class PPOELMUR(OnPolicyAlgorithm):
             self.policy.reset_noise(env.num_envs)
         callback.on_rollout_start()
         state = self._last_state
+        assert state is not None, "no recurrent state: call learn (which sets it up) first"
         segment_len, write_sizes = self.policy.config.segment_len, []
         no_reset = th.zeros(env.num_envs, dtype=th.bool, device=self.device)
 
@@ -251,7 +252,15 @@ class PPOELMUR(OnPolicyAlgorithm):
                         terminal_value = self.policy.predict_values(terminal_obs, terminal_state, no_reset[:1])[0]
                     rewards[idx] += self.gamma * terminal_value.item()
 
-            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs, step)
+            rollout_buffer.add(
+                self._last_obs,  # type: ignore[arg-type]
+                actions,
+                rewards,
+                self._last_episode_starts,  # type: ignore[arg-type]
+                values,
+                log_probs,
+                step,
+            )
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
             state = new_state
@@ -269,6 +278,7 @@ class PPOELMUR(OnPolicyAlgorithm):
     def _record_memory(self) -> None:
         """Log, per layer of every trunk, the mean slot norm at the rollout's end and the mean size of a write (norm
         of a slot's change) during the rollout: ``memory/slot_norm_<layer>``, ``memory/write_size_<layer>``."""
+        assert self._last_state is not None
         slot_norms = self._last_state.memory.norm(dim=-1).mean(dim=(0, 2))  # (layers,)
         sizes = self._rollout_write_sizes
         write_sizes = th.stack(sizes).mean(dim=0) if sizes else None
@@ -372,7 +382,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         )
 
     @classmethod
-    def load(  # type: ignore[override]
+    def load(
         cls: type[SelfPPOELMUR],
         path: str | pathlib.Path | io.BufferedIOBase,
         env: GymEnv | None = None,

@@ -106,7 +106,9 @@ def optuna_storage(storage: str | None):
 
     if storage is not None and storage.endswith(".log"):
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(storage))
     if storage is not None and "://" in storage:
         return rdb_storage(storage)
     return storage
@@ -145,7 +147,7 @@ def rdb_storage(url: str, attempts: int = 30) -> optuna.storages.RDBStorage:
 def _patch_experiment_manager(exp_manager_class: type) -> None:
     """Make ExperimentManager read ``ppo_elmur``'s hyperparameters from the packaged yml unless ``-conf`` is given,
     and create a database storage's schema race-free (:func:`rdb_storage`) before ``-optimize`` workers use it."""
-    original = exp_manager_class.__init__
+    original = exp_manager_class.__init__  # type: ignore[misc]
     if getattr(original, "_sb3_elmur", False):
         return
     signature = inspect.signature(original)
@@ -161,7 +163,7 @@ def _patch_experiment_manager(exp_manager_class: type) -> None:
             rdb_storage(storage).engine.dispose()  # the schema, race-free, before the zoo's create_study opens it
 
     __init__._sb3_elmur = True  # type: ignore[attr-defined]
-    exp_manager_class.__init__ = __init__
+    exp_manager_class.__init__ = __init__  # type: ignore[misc]
 
 
 def patch_module(module: ModuleType) -> None:
