@@ -50,7 +50,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 
-from sb3_elmur import SampledTMaze  # noqa: F401  (the package registers PassiveTMaze-v0, SampledTMaze-v0)
+from sb3_elmur import SampledTMaze, evaluate_success  # noqa: F401  (also registers PassiveTMaze-v0, SampledTMaze-v0)
 from sb3_elmur.model import retention_horizon
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -403,30 +403,13 @@ def _progress_callback(total: int, every: int):
 
 def evaluate(model, job: dict[str, Any], env=None) -> dict[str, Any]:
     """Mean return (and success rate, where the env reports ``is_success``) over the job's evaluation episodes."""
-    from stable_baselines3.common.evaluation import evaluate_policy
-
     if env is None:
         env = evaluation_env(job)
-    successes: list[bool] = []
-
-    def record(local_vars, _):
-        if local_vars["done"] and "is_success" in local_vars["info"]:
-            successes.append(bool(local_vars["info"]["is_success"]))
-
-    returns, _ = evaluate_policy(
-        model,
-        env,
-        n_eval_episodes=job["eval_episodes"],
-        deterministic=job["deterministic"],
-        callback=record,
-        return_episode_rewards=True,
+    success, mean_return, returns = evaluate_success(
+        model, env, job["eval_episodes"], job["deterministic"], return_episode_returns=True
     )
     env.close()
-    return dict(
-        mean_return=float(np.mean(returns)),
-        std_return=float(np.std(returns)),
-        success=float(np.mean(successes)) if successes else None,
-    )
+    return dict(mean_return=mean_return, std_return=float(np.std(returns)), success=success)
 
 
 def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every: int = 50_000) -> dict[str, Any]:

@@ -12,14 +12,20 @@ from sb3_elmur.policies import ElmurActorCriticPolicy
 
 
 def evaluate_success(
-    model: BaseAlgorithm, env: VecEnv, n_eval_episodes: int = 100, deterministic: bool = True
-) -> tuple[float | None, float]:
+    model: BaseAlgorithm,
+    env: VecEnv,
+    n_eval_episodes: int = 100,
+    deterministic: bool = True,
+    return_episode_returns: bool = False,
+) -> tuple[float | None, float] | tuple[float | None, float, list[float]]:
     """Fraction of episodes whose last ``info`` says ``is_success`` (None if the env never says) and mean return.
 
     :param model: any SB3 model (PPOELMUR, RecurrentPPO, PPO, ...)
     :param env: the evaluation envs
     :param n_eval_episodes: episodes to run (spread over the envs as ``evaluate_policy`` does)
     :param deterministic: take the most likely actions
+    :param return_episode_returns: also return each episode's return (as ``evaluate_policy``'s
+        ``return_episode_rewards``)
     """
     successes: list[bool] = []
 
@@ -27,8 +33,14 @@ def evaluate_success(
         if local_vars["done"] and "is_success" in local_vars["info"]:
             successes.append(bool(local_vars["info"]["is_success"]))
 
-    mean_return, _ = evaluate_policy(model, env, n_eval_episodes, deterministic=deterministic, callback=record)
-    return (float(np.mean(successes)) if successes else None), float(cast(float, mean_return))
+    returns, _ = evaluate_policy(
+        model, env, n_eval_episodes, deterministic=deterministic, callback=record, return_episode_rewards=True
+    )
+    episode_returns = [float(r) for r in cast(list[float], returns)]
+    success = float(np.mean(successes)) if successes else None
+    if return_episode_returns:
+        return success, float(np.mean(episode_returns)), episode_returns
+    return success, float(np.mean(episode_returns))
 
 
 def record_memory(model: BaseAlgorithm, env: VecEnv, max_steps: int = 10_000, deterministic: bool = True) -> dict:
