@@ -50,7 +50,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 
-from sb3_elmur import SampledTMaze, evaluate_success  # noqa: F401  (also registers PassiveTMaze-v0, SampledTMaze-v0)
+from sb3_elmur import SampledTMaze, SuccessOnPositiveReward, evaluate_success  # noqa: F401  (also registers PassiveTMaze-v0, SampledTMaze-v0)
 from sb3_elmur.model import retention_horizon
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -130,17 +130,6 @@ class PreviousActionReward(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         action_vector = spaces.flatten(self.env.action_space, action).astype(np.float32)
         return self._extend(obs, action_vector, float(reward)), reward, terminated, truncated, info
-
-
-class SuccessOnPositiveReward(gym.Wrapper):
-    """Report ``info["is_success"]`` at the end of each episode: true when the last reward was positive (MiniGrid:
-    a reward only for reaching the goal)."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if terminated or truncated:
-            info = {**info, "is_success": reward > 0}
-        return obs, reward, terminated, truncated, info
 
 
 def minigrid_rgb_partial_view(env: gym.Env) -> gym.Env:

@@ -22,21 +22,11 @@ import torch
 from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_elmur import PPOELMUR, evaluate_success
-
-
-class SuccessInfo(gym.Wrapper):
-    """``info["is_success"]`` at the end of an episode: MiniGrid rewards only reaching the matching object."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if terminated or truncated:
-            info = {**info, "is_success": reward > 0}
-        return obs, reward, terminated, truncated, info
+from sb3_elmur import PPOELMUR, SuccessOnPositiveReward, evaluate_success
 
 
 def partial_rgb_view(env: gym.Env) -> gym.Env:
-    return SuccessInfo(ImgObsWrapper(RGBImgPartialObsWrapper(env)))
+    return SuccessOnPositiveReward(ImgObsWrapper(RGBImgPartialObsWrapper(env)))
 
 
 def make_env(env_id: str, n_envs: int, seed: int):

@@ -97,6 +97,17 @@ class SampledTMaze(TMaze):
         return self._observation(), info  # the first observation does not depend on the length (cue only)
 
 
+class SuccessOnPositiveReward(gym.Wrapper):
+    """Report ``info["is_success"]`` at the end of each episode: true when the last reward was positive (MiniGrid:
+    a reward only for reaching the goal)."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info = {**info, "is_success": reward > 0}
+        return obs, reward, terminated, truncated, info
+
+
 def register_envs() -> None:
     """Register ``PassiveTMaze-v0`` (kwarg ``corridor_length``, default 10), ``PassiveTMaze30-v0`` (corridor 30 by
     default: the RL Zoo keys its tuned entries by env id, one per corridor length) and ``SampledTMaze-v0`` (a corridor
