@@ -1,9 +1,9 @@
 """Ablations for learning through the memory: train each variant on the same tasks and seeds, print one table.
 
-    python benchmarks/ablation.py                                   # all variants, tasks and seeds below
-    python benchmarks/ablation.py --variants default memory_size_4 --tasks tmaze30 --seeds 0 1
-    python benchmarks/ablation.py --jobs 2                          # two trainings at a time (1 thread each)
-    python benchmarks/ablation.py --table-only                      # the table of what is cached
+    python -m benchmarks.ablation                                   # all variants, tasks and seeds below
+    python -m benchmarks.ablation --variants default memory_size_4 --tasks tmaze30 --seeds 0 1
+    python -m benchmarks.ablation --jobs 2                          # two trainings at a time (1 thread each)
+    python -m benchmarks.ablation --table-only                      # the table of what is cached
 
 Each (variant, task, seed) is one job; its result is cached as JSON under benchmarks/results/ablation/ so an
 interrupted run resumes. Columns: final success rate (100 deterministic episodes on fresh envs; mean return where
@@ -16,9 +16,10 @@ import json
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ablation"
+from benchmarks import harness
+
+RESULTS = harness.RESULTS / "ablation"
 
 
 # the library defaults are the "default" variant; every other variant changes one thing, except the m4_* ones:
@@ -106,13 +107,12 @@ def run_job(variant: str, task: str, seed: int) -> dict:
 
 
 def cached_job(variant: str, task: str, seed: int) -> dict:
-    path = RESULTS / f"{variant}__{task}__{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    result = run_job(variant, task, seed)
-    path.write_text(json.dumps(result))
-    print(f"done: {variant} {task} seed {seed}: {result}", flush=True)
-    return result
+    def run() -> dict:
+        result = run_job(variant, task, seed)
+        print(f"done: {variant} {task} seed {seed}: {result}", flush=True)
+        return result
+
+    return harness.cached(RESULTS / f"{variant}__{task}__{seed}.json", run)
 
 
 def main() -> None:

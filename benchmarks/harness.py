@@ -1,8 +1,8 @@
 """Benchmark harness: train (algorithm, env, seed, budget, hyperparameters) jobs, cache each result, table and plots.
 
-    python benchmarks/harness.py --name tmaze10 --env PassiveTMaze-v0 --env-kwargs '{"corridor_length": 10}' \\
+    python -m benchmarks.harness --name tmaze10 --env PassiveTMaze-v0 --env-kwargs '{"corridor_length": 10}' \\
         --algorithms ppo_elmur recurrent_ppo ppo --seeds 0 1 --steps 150000
-    python benchmarks/harness.py --name tmaze10 --table-only      # table and plots of what is cached
+    python -m benchmarks.harness --name tmaze10 --table-only      # table and plots of what is cached
 
 A job is a JSON-serialisable dict (see :func:`make_job`): algorithm, env id, env kwargs, wrappers (names from
 :data:`WRAPPERS`), seed, budget in environment steps, number of envs (8 for every algorithm), hyperparameters (on
@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import hashlib
+import importlib.metadata
 import importlib.resources
 import inspect
 import json
@@ -51,7 +53,7 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 
 from sb3_elmur import SampledTMaze, SuccessOnPositiveReward, evaluate_success  # noqa: F401  (also registers PassiveTMaze-v0, SampledTMaze-v0)
-from sb3_elmur.model import retention_horizon
+from sb3_elmur.model import ElmurConfig, retention_horizon
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_ENVS = 8
@@ -334,6 +336,84 @@ def algorithm_class(library: str):
     return PPO
 
 
+# constructor arguments that do not change what a job learns (or that every job sets itself)
+NOT_SETTINGS = {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
+NOT_POLICY_SETTINGS = {"self", "observation_space", "action_space", "lr_schedule"}
+VERSIONED = ("sb3_elmur", "stable_baselines3", "sb3_contrib", "torch", "gymnasium", "numpy", "popgym", "minigrid")
+
+
+def policy_name(library: str, observation_space: spaces.Space) -> str:
+    """The library's policy for the observation space: Dict -> MultiInput, image -> Cnn, else the MLP policy."""
+    if isinstance(observation_space, spaces.Dict):
+        return {"ppo_elmur": "MultiInputElmurPolicy", "recurrent_ppo": "MultiInputLstmPolicy"}.get(
+            library, "MultiInputPolicy"
+        )
+    if is_image_space(observation_space):
+        return {"ppo_elmur": "CnnElmurPolicy", "recurrent_ppo": "CnnLstmPolicy"}.get(library, "CnnPolicy")
+    return {"ppo_elmur": "ElmurPolicy", "recurrent_ppo": "MlpLstmPolicy"}.get(library, "MlpPolicy")
+
+
+def _defaults(cls: type, exclude: set[str]) -> dict[str, Any]:
+    """Default constructor arguments of ``cls``; where its ``__init__`` passes ``*args`` / ``**kwargs`` on, those
+    of its bases too (a subclass's default wins)."""
+    defaults: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        for p in parameters:
+            if p.name not in exclude and p.default is not inspect.Parameter.empty:
+                defaults.setdefault(p.name, p.default)
+        if not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+            break
+    return defaults
+
+
+def _describe(value: Any) -> Any:
+    """JSON for a setting: classes and functions by qualified name, other objects by their repr."""
+    if isinstance(value, dict):
+        return {k: _describe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if inspect.isclass(value) or inspect.isfunction(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def resolved_configuration(job: dict[str, Any]) -> dict[str, Any]:
+    """Every setting of the job's algorithm and policy after defaults (PPO arguments, policy arguments and, for
+    PPOELMUR, every :class:`sb3_elmur.model.ElmurConfig` field), as JSON. Recorded in each result; a cached result is
+    served only while it still equals this, so a default changed later never mixes into a table silently."""
+    library, _, _ = ALGORITHMS[job["algorithm"]]
+    hyperparameters, _ = resolve_hyperparameters(job)
+    cls = algorithm_class(library)
+    settings = {**_defaults(cls, NOT_SETTINGS), **hyperparameters}
+    env = make_env(job["env_id"], 1, job["env_kwargs"], job["wrappers"], job["seed"])
+    name = policy_name(library, env.observation_space)
+    env.close()
+    given = dict(settings.pop("policy_kwargs", None) or {})
+    policy = {**_defaults(cls.policy_aliases[name], NOT_POLICY_SETTINGS), **given}
+    if library == "ppo_elmur":
+        elmur_fields = {f.name for f in dataclasses.fields(ElmurConfig)}
+        config = ElmurConfig(**{k: v for k, v in policy.items() if k in elmur_fields})
+        policy.update(dataclasses.asdict(config))
+    settings["policy"], settings["policy_kwargs"] = name, policy
+    return _describe(settings)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a result depends on (None: not installed)."""
+    versions: dict[str, str | None] = {}
+    for package in VERSIONED:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
 def load_model(job: dict[str, Any], name: str, results: Path = RESULTS, device: str = "auto"):
     """The trained model of a finished job."""
     library, _, _ = ALGORITHMS[job["algorithm"]]
@@ -406,19 +486,14 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
     import torch
 
     torch.set_num_threads(1)
-    library, policy, _ = ALGORITHMS[job["algorithm"]]
+    library, _, _ = ALGORITHMS[job["algorithm"]]
     hyperparameters, ignored = resolve_hyperparameters(job)
     env = make_env(job["env_id"], job["n_envs"], job["env_kwargs"], job["wrappers"], job["seed"])
     if job.get("normalize"):
         from stable_baselines3.common.vec_env import VecNormalize
 
         env = VecNormalize(env, gamma=hyperparameters.get("gamma", 0.99))
-    if isinstance(env.observation_space, spaces.Dict):
-        policy = {"ppo_elmur": "MultiInputElmurPolicy", "recurrent_ppo": "MultiInputLstmPolicy"}.get(
-            library, "MultiInputPolicy"
-        )
-    elif is_image_space(env.observation_space):
-        policy = {"ppo_elmur": "CnnElmurPolicy", "recurrent_ppo": "CnnLstmPolicy"}.get(library, "CnnPolicy")
+    policy = policy_name(library, env.observation_space)
     model = algorithm_class(library)(policy, env, seed=job["seed"], **hyperparameters)
     callback = _progress_callback(job["steps"], progress_every)
     start = time.perf_counter()
@@ -438,6 +513,8 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
         key=job_key(job),
         hyperparameters_used=_jsonable(hyperparameters),
         zoo_ignored=ignored,
+        configuration=resolved_configuration(job),
+        versions=library_versions(),
         policy=policy,
         steps_trained=int(model.num_timesteps),  # whole rollouts: SB3 PPO's 2048 x 8 steps can pass the budget
         wall_s=wall,
@@ -449,16 +526,53 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
     return result
 
 
+class StaleResult(RuntimeError):
+    """A cached result made with settings that differ from what the job resolves to today."""
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically: the file appears only once it is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def cached(path: Path, compute: Callable[[], Any]) -> Any:
+    """The JSON at ``path``; else ``compute()``, written there (:func:`write_json`). The one cache of the benchmarks:
+    training jobs, evaluations and probes all go through it."""
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    write_json(path, result)
+    return result
+
+
 def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> dict | None:
-    """The job's cached result, or None if it has not been run."""
+    """The job's cached result, or None if it has not been run. Raises :class:`StaleResult` if the result records a
+    configuration (:func:`resolved_configuration`) other than the job's today: a default changed since it ran."""
     json_path, _ = job_paths(job, name, results)
-    return json.loads(json_path.read_text()) if json_path.exists() else None
+    if not json_path.exists():
+        return None
+    result = json.loads(json_path.read_text())
+    if "configuration" in result and result["configuration"] != (now := resolved_configuration(job)):
+        was = result["configuration"]
+        changed = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k) and k != "policy_kwargs"] + [
+            f"policy_kwargs.{k}"
+            for k in sorted(set(was["policy_kwargs"]) | set(now["policy_kwargs"]))
+            if was["policy_kwargs"].get(k) != now["policy_kwargs"].get(k)
+        ]
+        raise StaleResult(
+            f"{json_path} was made with other settings ({', '.join(changed)} differ from today's); bump "
+            "PPO_ELMUR_REVISION in benchmarks/harness.py after changing a default, or use another --name"
+        )
+    return result
 
 
 def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress_every: int = 50_000) -> dict:
     """The job's cached result, else run it and cache it (JSON and model zip under ``results/name/``)."""
-    if (cached := cached_result(job, name, results)) is not None:
-        return cached
+    if (result := cached_result(job, name, results)) is not None:
+        return result
     json_path, model_path = job_paths(job, name, results)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     print(
@@ -466,9 +580,7 @@ def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress
         flush=True,
     )
     result = run_job(job, model_path, progress_every)
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(json_path)  # the JSON appears only once the job (and its model) is complete
+    write_json(json_path, result)  # the JSON appears only once the job (and its model) is complete
     print(f"done {job_stem(job)}: {summary(result)}", flush=True)
     return result
 

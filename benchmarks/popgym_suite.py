@@ -1,11 +1,11 @@
 """POPGym Easy tasks: PPOELMUR against RecurrentPPO and memoryless PPO at an equal budget.
 
     pip install popgym==1.0.7 mazelib                                   # or: pip install -e ".[envs]"
-    python benchmarks/popgym_suite.py                                  # every Easy task, 500k steps, seed 0
-    python benchmarks/popgym_suite.py --steps 1000000 --seeds 0 1 2
-    python benchmarks/popgym_suite.py --prev-action-reward             # observation + previous action and reward
-    python benchmarks/popgym_suite.py --tasks RepeatPreviousEasy --steps 2048 --name popgym_smoke
-    python benchmarks/popgym_suite.py --table-only                      # what is cached, nothing trained
+    python -m benchmarks.popgym_suite                                  # every Easy task, 500k steps, seed 0
+    python -m benchmarks.popgym_suite --steps 1000000 --seeds 0 1 2
+    python -m benchmarks.popgym_suite --prev-action-reward             # observation + previous action and reward
+    python -m benchmarks.popgym_suite --tasks RepeatPreviousEasy --steps 2048 --name popgym_smoke
+    python -m benchmarks.popgym_suite --table-only                      # what is cached, nothing trained
 
 Tasks: POPGym 1.0.7's 16 Easy tasks (the Labyrinth tasks need ``mazelib``, in the ``envs`` extra). Every
 algorithm sees the same observation: ``float_box`` (``harness.FloatBoxObservation``:
@@ -27,13 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness
+from benchmarks import harness
 
 DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 

@@ -1,6 +1,6 @@
 """POPGym RepeatPrevious: answer accuracy by where the asked-for item lies, for trained harness models.
 
-    python benchmarks/recall_by_position.py --name popgym_ablation --hyperparams '{"policy_kwargs":
+    python -m benchmarks.recall_by_position --name popgym_ablation --hyperparams '{"policy_kwargs":
         {"sliding_window": false}}' '{}'
 
 In RepeatPrevious the answer at step t is the item shown at step t - k (k = 3 in the Easy task). With segments of L
@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness
+from benchmarks import harness
 
 
 def recall_by_position(model, job: dict, episodes: int, lag: int) -> dict[str, float]:

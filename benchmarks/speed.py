@@ -1,7 +1,7 @@
 """Speed and memory of PPOELMUR against sb3-contrib's RecurrentPPO, measured alternately in one invocation.
 
-    python benchmarks/speed.py                     # all envs, 3 repeats
-    python benchmarks/speed.py --envs CartPole-v1 --repeats 5 --steps 4096
+    python -m benchmarks.speed                     # all envs, 3 repeats
+    python -m benchmarks.speed --envs CartPole-v1 --repeats 5 --steps 4096
 
 For each env, the algorithms get the same number of envs, n_steps, batch_size and n_epochs (RecurrentPPO's
 defaults: 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy; SB3 PPO's memoryless

@@ -4,7 +4,7 @@ Runs ``python -X importtime -c pass`` with the hook on and with it off (SB3_ELMU
 and compares the medians of the total import time (sum of the "self" column) and of the wall time; also checks
 that the hook imports neither torch nor rl_zoo3 at start. Exits 1 if the import-time difference exceeds the budget.
 
-    python benchmarks/startup_time.py [--python PATH] [--runs 30] [--budget-ms 5]
+    python -m benchmarks.startup_time [--python PATH] [--runs 30] [--budget-ms 5]
 
 ``--python`` must be an interpreter where sb3_elmur is installed (the hook lives in its site-packages).
 """

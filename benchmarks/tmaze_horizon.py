@@ -1,10 +1,10 @@
 """Event-recall horizon on the passive T-Maze: train at corridor N, evaluate zero-shot at corridors up to 10^6.
 
-    python benchmarks/tmaze_horizon.py                          # corridor 30, lengths 10 .. 10^5, 100 episodes each
-    python benchmarks/tmaze_horizon.py --sampled                # train on corridors drawn from 1..30 per episode
-    python benchmarks/tmaze_horizon.py --with-1e6               # add the 10^6 point (10^6 steps x 100 envs)
-    python benchmarks/tmaze_horizon.py --with-1e6 ppo_elmur     # the 10^6 point for PPOELMUR only
-    python benchmarks/tmaze_horizon.py --steps 2048 --lengths 10 100 --eval-episodes 10 --name horizon_smoke
+    python -m benchmarks.tmaze_horizon                          # corridor 30, lengths 10 .. 10^5, 100 episodes each
+    python -m benchmarks.tmaze_horizon --sampled                # train on corridors drawn from 1..30 per episode
+    python -m benchmarks.tmaze_horizon --with-1e6               # add the 10^6 point (10^6 steps x 100 envs)
+    python -m benchmarks.tmaze_horizon --with-1e6 ppo_elmur     # the 10^6 point for PPOELMUR only
+    python -m benchmarks.tmaze_horizon --steps 2048 --lengths 10 100 --eval-episodes 10 --name horizon_smoke
 
 Training jobs go through ``benchmarks/harness.py`` (cached JSON and model zip under
 ``benchmarks/results/<name>/``). Each (trained model, corridor length) evaluation is its own cached job under
@@ -22,26 +22,19 @@ the accuracy of a linear probe fitted at the first boundary and kept fixed (:fun
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness
+from benchmarks import harness
 
 LENGTHS = [10, 100, 1_000, 10_000, 100_000]
 LONGEST = 1_000_000
 DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "recurrent_ppo_tuned", "ppo"]
-
-
-def _key(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _is_elmur(job: dict[str, Any]) -> bool:
@@ -100,24 +93,24 @@ def cached_eval(
         deterministic=True,
         seed=job["seed"] + 2000,
     )
-    path = results / name / "eval" / f"{harness.job_stem(job)}__c{corridor_length}__{_key(spec)}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    import torch
+    path = results / name / "eval" / f"{harness.job_stem(job)}__c{corridor_length}__{harness.job_key(spec)}.json"
 
-    torch.set_num_threads(1)
-    print(f"  evaluating {harness.job_stem(job)} at corridor {corridor_length} ({episodes} episodes)", flush=True)
-    model = harness.load_model(job, name, results)
-    start = time.perf_counter()
-    every = max(1, (corridor_length + 1) // 10) if corridor_length >= 10_000 else 0
-    outcome = batched_success(
-        model, corridor_length, episodes, n_envs, spec["seed"], deterministic=True, progress_every=every
-    )
-    result = dict(spec=spec, job=job, **outcome, wall_s=time.perf_counter() - start)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-    print(f"  corridor {corridor_length}: success {result['success']:.2f} ({result['wall_s']:.0f} s)", flush=True)
-    return result
+    def evaluate() -> dict:
+        import torch
+
+        torch.set_num_threads(1)
+        print(f"  evaluating {harness.job_stem(job)} at corridor {corridor_length} ({episodes} episodes)", flush=True)
+        model = harness.load_model(job, name, results)
+        start = time.perf_counter()
+        every = max(1, (corridor_length + 1) // 10) if corridor_length >= 10_000 else 0
+        outcome = batched_success(
+            model, corridor_length, episodes, n_envs, spec["seed"], deterministic=True, progress_every=every
+        )
+        result = dict(spec=spec, job=job, **outcome, wall_s=time.perf_counter() - start)
+        print(f"  corridor {corridor_length}: success {result['success']:.2f} ({result['wall_s']:.0f} s)", flush=True)
+        return result
+
+    return harness.cached(path, evaluate)
 
 
 # --- retention probe ----------------------------------------------------------------------------------------------
@@ -198,21 +191,18 @@ def cached_probe(
     spec = dict(
         train_key=harness.job_key(job), corridor_length=corridor_length, episodes=episodes, seed=3000, measure=2
     )
-    path = results / name / "probe" / f"{harness.job_stem(job)}__c{corridor_length}__{_key(spec)}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    import torch
+    path = results / name / "probe" / f"{harness.job_stem(job)}__c{corridor_length}__{harness.job_key(spec)}.json"
 
-    torch.set_num_threads(1)
-    print(f"  probing {harness.job_stem(job)}: corridor {corridor_length}, {episodes} episodes", flush=True)
-    model = harness.load_model(job, name, results)
-    cues, memories = record_memory(model, corridor_length, episodes, spec["seed"])
-    points = retention(cues, memories)
-    config = harness.elmur_config(model)
-    result = dict(spec=spec, job=job, elmur=config, points=points)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-    return result
+    def probe() -> dict:
+        import torch
+
+        torch.set_num_threads(1)
+        print(f"  probing {harness.job_stem(job)}: corridor {corridor_length}, {episodes} episodes", flush=True)
+        model = harness.load_model(job, name, results)
+        cues, memories = record_memory(model, corridor_length, episodes, spec["seed"])
+        return dict(spec=spec, job=job, elmur=harness.elmur_config(model), points=retention(cues, memories))
+
+    return harness.cached(path, probe)
 
 
 # --- table and plots ----------------------------------------------------------------------------------------------

@@ -354,17 +354,33 @@ def check_observation_space(observation_space: spaces.Space) -> None:
 class ElmurActorCriticCnnPolicy(ElmurActorCriticPolicy):
     """:class:`ElmurActorCriticPolicy` with SB3's NatureCNN features extractor for image observations."""
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("features_extractor_class", NatureCNN)
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
+        )
 
 
 class ElmurMultiInputActorCriticPolicy(ElmurActorCriticPolicy):
     """:class:`ElmurActorCriticPolicy` with SB3's CombinedExtractor for Dict observations."""
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("features_extractor_class", CombinedExtractor)
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
+        )
 
 
 ElmurPolicy = ElmurActorCriticPolicy

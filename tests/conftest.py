@@ -31,3 +31,29 @@ class DictTMaze(gym.Wrapper):
     def step(self, action):
         obs, *rest = self.env.step(action)
         return (self._convert(obs), *rest)
+
+
+def zoo_optimize_arguments(timesteps: int, *params: str) -> list[str]:
+    """``rl_zoo3.train`` arguments of a tiny random search: study ``s``, two trials of ``timesteps`` steps on one
+    env, one evaluation of two episodes each, no pruning or plots; ``params`` are more ``-params`` entries."""
+    return [
+        "-optimize",
+        "--study-name",
+        "s",
+        "--max-total-trials",
+        "2",
+        "-n",
+        str(timesteps),
+        "--n-evaluations",
+        "1",
+        "--eval-episodes",
+        "2",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--no-optim-plots",
+        "-params",
+        "n_envs:1",
+        *params,
+    ]

@@ -1,17 +1,14 @@
-"""The benchmark harness (benchmarks/harness.py, benchmarks/tmaze_horizon.py) on tiny jobs."""
+"""The benchmark harness (``benchmarks.harness``, ``benchmarks.tmaze_horizon``) on tiny jobs."""
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import sb3_elmur
+from benchmarks import harness, tmaze_horizon
 from sb3_elmur import SampledTMaze
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import harness
-import tmaze_horizon
+from sb3_elmur.model import ElmurConfig
 
 TINY = dict(
     n_steps=32,
@@ -45,6 +42,37 @@ def test_second_run_is_skipped(tiny_run, monkeypatch):
 
     monkeypatch.setattr(harness, "run_job", fail)
     assert harness.run_jobs([job], "tiny", results) == [first]
+
+
+def test_result_records_configuration_and_versions(tiny_run):
+    job, first, _ = tiny_run
+    configuration = first["configuration"]
+    assert configuration == harness.resolved_configuration(job)
+    assert configuration["n_steps"] == 32 and configuration["gamma"] == 0.99  # given, and a PPOELMUR default
+    assert configuration["policy"] == "ElmurPolicy"
+    assert configuration["policy_kwargs"]["segment_len"] == 4  # given
+    assert configuration["policy_kwargs"]["lru_alpha"] == ElmurConfig().lru_alpha  # an ElmurConfig default
+    assert first["versions"]["sb3_elmur"] == sb3_elmur.__version__
+
+
+def test_a_result_of_other_settings_is_not_served(tiny_run, tmp_path):
+    job, first, _ = tiny_run
+    stale = {**first, "configuration": {**first["configuration"], "ent_coef": 0.5}}
+    json_path, _ = harness.job_paths(job, "tiny", tmp_path)
+    harness.write_json(json_path, stale)
+    with pytest.raises(harness.StaleResult, match="ent_coef differ"):
+        harness.cached_result(job, "tiny", tmp_path)
+    legacy = {k: v for k, v in first.items() if k != "configuration"}  # recorded before configurations were
+    harness.write_json(json_path, legacy)
+    assert harness.cached_result(job, "tiny", tmp_path) == legacy
+
+
+def test_cached_computes_once(tmp_path):
+    calls = []
+    path = tmp_path / "a" / "b.json"
+    assert harness.cached(path, lambda: calls.append(1) or {"x": 1}) == {"x": 1}
+    assert harness.cached(path, lambda: calls.append(1) or {"x": 2}) == {"x": 1}
+    assert calls == [1] and [p.name for p in path.parent.iterdir()] == ["b.json"]  # no temporary file left
 
 
 def test_key_depends_on_the_job():
@@ -172,7 +200,7 @@ def test_float_box_and_previous_action_reward():
 
 
 def test_popgym_suite_table_counts_leads_and_missing_seeds():
-    import popgym_suite
+    from benchmarks import popgym_suite
 
     def result(task, algorithm, seed, score):
         return dict(job=dict(env_id=f"popgym-{task}-v0", algorithm=algorithm, seed=seed), mean_return=score)

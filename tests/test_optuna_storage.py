@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import zoo_optimize_arguments
+
 pytest.importorskip("optuna")
 pytest.importorskip("rl_zoo3")
 
@@ -52,26 +54,7 @@ OPTIMIZE = [
     "PassiveTMaze-v0",
     "--num-threads",
     "1",
-    "-optimize",
-    "--study-name",
-    "s",
-    "--max-total-trials",
-    "2",
-    "-n",
-    "128",
-    "--n-evaluations",
-    "1",
-    "--eval-episodes",
-    "2",
-    "--sampler",
-    "random",
-    "--pruner",
-    "none",
-    "--no-optim-plots",
-    "-params",
-    "n_envs:1",
-    "n_steps:64",
-    "policy_kwargs:dict(d_model=16, n_layers=1, n_heads=1, segment_len=8)",
+    *zoo_optimize_arguments(128, "n_steps:64", "policy_kwargs:dict(d_model=16, n_layers=1, n_heads=1, segment_len=8)"),
 ]
 
 

@@ -23,6 +23,7 @@ from sb3_elmur.zoo import (
     patch_module,
     sample_ppo_elmur_params,
 )
+from tests.conftest import zoo_optimize_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,29 +249,7 @@ def test_zoo_commands_in_fresh_venv(mode, tmp_path):
 
     # -optimize: two workers complete one study on one journal file, then --trial-id reloads a trial
     storage = str(tmp_path / "study.log")
-    optimize = [
-        *common,
-        "-optimize",
-        "--storage",
-        storage,
-        "--study-name",
-        "s",
-        "--max-total-trials",
-        "2",
-        "-n",
-        "256",
-        "--n-evaluations",
-        "1",
-        "--eval-episodes",
-        "2",
-        "--sampler",
-        "random",
-        "--pruner",
-        "none",
-        "--no-optim-plots",
-        "-params",
-        "n_envs:1",
-    ]
+    optimize = [*common, *zoo_optimize_arguments(256), "--storage", storage]
     env = clean_env()
     workers = [
         subprocess.Popen(
