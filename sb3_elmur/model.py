@@ -190,6 +190,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         # x (B, Tq, d), k and v (B, Tk, d), bias (B or 1, H, Tq, Tk) with -inf where masked, or None
         (b, tq, d), tk, h = x.shape, k.shape[1], self.n_heads
+        if tk == 1:  # one key (a one-slot memory read): every query gives it weight 1, so the output is its value
+            return self.out(v.expand(b, tq, d))
         q = self.query(x).view(b, tq, h, d // h).transpose(1, 2)
         k = k.reshape(b, tk, h, d // h).transpose(1, 2)
         v = v.reshape(b, tk, h, d // h).transpose(1, 2)
@@ -440,8 +442,8 @@ def _cache_token(cache: torch.Tensor, token: torch.Tensor, pos: torch.Tensor, P:
         return cache
     slot = (P + pos.clamp(max=cache.shape[2] - P - 1)).view(-1, 1, 1, 1).expand(-1, cache.shape[1], 1, cache.shape[3])
     stored = cache.scatter(2, slot, token[:, :, None])
-    if P == 0:
-        return stored  # a completed segment's cache is stale: the next segment overwrites it
+    if P == 0 or not completes.any():  # (P == 0: a completed segment's cache is stale, the next overwrites it)
+        return stored
     segment = torch.cat([cache[:, :, P:], token[:, :, None]], 2)  # (B, n, L, d)
     shifted = torch.cat([segment[:, :, -P:], cache[:, :, P:]], 2)
     return torch.where(completes[:, None, None, None], shifted, stored)

@@ -72,8 +72,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         self.config = config = ElmurConfig(**elmur_kwargs)
         if not share_features_extractor and not config.separate_critic_trunk:
             raise ValueError("share_features_extractor=False needs separate_critic_trunk=True")
-        if optimizer_class is th.optim.Adam:  # one fused update for all of the many small tensors
-            optimizer_kwargs = {"foreach": True, **(optimizer_kwargs or {})}
+        optimizer_kwargs = dict(optimizer_kwargs or {})
+        if optimizer_class is th.optim.Adam and not {"foreach", "fused"} & set(optimizer_kwargs):
+            optimizer_kwargs["fused"] = True  # one kernel for all of the many small tensors
         super().__init__(
             observation_space,
             action_space,
@@ -289,7 +290,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         episode_start = np.asarray(episode_start).reshape(-1)
         if len(episode_start) != n_envs:
             raise ValueError(f"episode_start has {len(episode_start)} entries for {n_envs} observations")
-        with th.no_grad():
+        with th.inference_mode():
             starts = th.as_tensor(episode_start, dtype=th.bool, device=self.device)
             distribution, state_tensors = self.get_distribution(obs_tensor, state_tensors, starts)
             actions = distribution.get_actions(deterministic=deterministic)

@@ -211,7 +211,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         while n_steps < n_rollout_steps:
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
-            with th.no_grad():
+            with th.inference_mode():
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
                 episode_starts = th.as_tensor(self._last_episode_starts, dtype=th.bool, device=self.device)
                 state = self.policy.reset_state(state, episode_starts)
@@ -247,7 +247,7 @@ class PPOELMUR(OnPolicyAlgorithm):
                     and infos[idx].get("TimeLimit.truncated", False)
                 ):
                     terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
-                    with th.no_grad():
+                    with th.inference_mode():
                         terminal_state = ElmurState(*(a[idx : idx + 1] for a in new_state))
                         terminal_value = self.policy.predict_values(terminal_obs, terminal_state, no_reset[:1])[0]
                     rewards[idx] += self.gamma * terminal_value.item()
@@ -267,7 +267,7 @@ class PPOELMUR(OnPolicyAlgorithm):
 
         self._last_state = state
         self._rollout_write_sizes = write_sizes
-        with th.no_grad():
+        with th.inference_mode():
             starts = th.as_tensor(dones, dtype=th.bool, device=self.device)
             values = self.policy.predict_values(obs_as_tensor(new_obs, self.device), state, starts)  # type: ignore[arg-type]
         rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)

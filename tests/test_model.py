@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from sb3_elmur.model import ElmurConfig, ElmurTransformer, SegmentStart, distance_bucket
+from sb3_elmur.model import Attention, ElmurConfig, ElmurTransformer, SegmentStart, distance_bucket
 
 CONFIG = dict(
     d_model=16,
@@ -194,3 +195,18 @@ def test_distance_buckets_are_monotone_and_bounded():
 def test_invalid_configuration_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ElmurConfig(**dict(CONFIG, **kwargs))
+
+
+def test_attention_over_one_key_is_its_value():
+    """The one-key shortcut (a one-slot memory read) equals attention computed in full, bias or not."""
+    torch.manual_seed(0)
+    attention = Attention(8, 2)
+    x, kv = torch.randn(3, 5, 8), torch.randn(3, 1, 8)
+    k, v = attention.keys_values(kv)
+    q = attention.query(x).view(3, 5, 2, 4).transpose(1, 2)
+    for bias in (None, torch.randn(3, 2, 5, 1)):
+        full = F.scaled_dot_product_attention(
+            q, k.view(3, 1, 2, 4).transpose(1, 2), v.view(3, 1, 2, 4).transpose(1, 2), attn_mask=bias
+        )
+        expected = attention.out(full.transpose(1, 2).reshape(3, 5, 8))
+        torch.testing.assert_close(attention(x, k, v, bias), expected, rtol=0, atol=1e-6)
