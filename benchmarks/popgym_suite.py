@@ -52,11 +52,14 @@ def task_returns(results: list[dict], task: str, algorithm: str) -> list[float]:
     ]
 
 
+LEAD = 0.05  # a difference of means smaller than this is a tie
+
+
 def suite_table(
     results: list[dict], tasks: list[str], algorithms: list[str], wrappers: list[str], n_seeds: int = 1
 ) -> str:
-    """Per task the mean normalised return of each algorithm (over its seeds; a cell with fewer than ``n_seeds``
-    runs says how many), the mean row and PPOELMUR's lead count."""
+    """Per task the mean normalised return of each algorithm over its seeds (with the number of seeds), PPOELMUR's
+    lead over RecurrentPPO, the mean row, and the lead counts: ahead by at least :data:`LEAD`, behind by more."""
     means: dict[tuple[str, str], float] = {}
     runs: dict[tuple[str, str], int] = {}
     for task in tasks:
@@ -65,51 +68,58 @@ def suite_table(
             if returns:
                 means[task, algorithm] = statistics.mean(returns)
                 runs[task, algorithm] = len(returns)
+    elmur = next((a for a in algorithms if a.startswith("ppo_elmur")), None)
+    lstm = next((a for a in algorithms if a.startswith("recurrent_ppo")), None)
+    compare = elmur is not None and lstm is not None
     lines = [
         f"Observation wrappers (all algorithms): {' + '.join(wrappers)}. Score: mean episode return, POPGym-normalised"
-        " to [-1, 1].",
+        f" to [-1, 1], mean over seeds (number of seeds, of {n_seeds} asked, in brackets).",
         "",
-        "| task | " + " | ".join(algorithms) + " |",
-        "|---|" + "---|" * len(algorithms),
+        "| task | " + " | ".join(algorithms) + (f" | {elmur} - {lstm} |" if compare else " |"),
+        "|---|" + "---|" * (len(algorithms) + compare),
     ]
     for task in tasks:
-        cells = [
-            harness._fmt(means.get((task, a)), 3)
-            + (f" ({runs[task, a]} of {n_seeds} seeds)" if runs.get((task, a), n_seeds) < n_seeds else "")
-            for a in algorithms
-        ]
+        cells = ["-" if (task, a) not in means else f"{means[task, a]:.3f} ({runs[task, a]})" for a in algorithms]
+        if compare:
+            both = (task, elmur) in means and (task, lstm) in means
+            cells.append(f"{means[task, elmur] - means[task, lstm]:+.3f}" if both else "-")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     column_means = []
     for a in algorithms:
         values = [means[t, a] for t in tasks if (t, a) in means]
         column_means.append(harness._fmt(statistics.mean(values), 3) if len(values) == len(tasks) else "-")
-    lines.append("| **mean** | " + " | ".join(column_means) + " |")
-    elmur = next((a for a in algorithms if a.startswith("ppo_elmur")), None)
-    others = [a for a in algorithms if a != elmur]
-    if elmur and others:
-        complete = [t for t in tasks if all((t, a) in means for a in algorithms)]
-        ahead = [t for t in complete if all(means[t, elmur] > means[t, a] for a in others)]
+    lines.append("| **mean** | " + " | ".join(column_means) + (" | |" if compare else " |"))
+    if compare:
+        both = [t for t in tasks if (t, elmur) in means and (t, lstm) in means]
+        ahead = [t for t in both if means[t, elmur] - means[t, lstm] >= LEAD]
+        behind = [t for t in both if means[t, elmur] - means[t, lstm] < -LEAD]
         lines.append("")
         lines.append(
-            f"{elmur} ahead of {', '.join(others)} on {len(ahead)} of {len(complete)} tasks: {', '.join(ahead)}"
+            f"{elmur} against {lstm} on the {len(both)} tasks both have run: ahead by {LEAD} or more on "
+            f"{len(ahead)} ({', '.join(ahead) or 'none'}), behind by more than {LEAD} on {len(behind)} "
+            f"({', '.join(behind) or 'none'})"
         )
     return "\n".join(lines)
 
 
 def plot_suite(results: list[dict], tasks: list[str], algorithms: list[str], path: Path) -> Path:
+    """Per task a bar per algorithm: the mean over seeds, with each seed's result as a dot (the spread)."""
     plt = harness.pyplot()
     width = 0.8 / len(algorithms)
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(tasks) + 2), 4))
     for i, algorithm in enumerate(algorithms):
-        values = [
-            statistics.mean(returns) if (returns := task_returns(results, t, algorithm)) else np.nan for t in tasks
-        ]
-        ax.bar(np.arange(len(tasks)) + i * width, values, width, label=algorithm)
+        x = np.arange(len(tasks)) + i * width
+        per_task = [task_returns(results, t, algorithm) for t in tasks]
+        bars = ax.bar(x, [statistics.mean(r) if r else np.nan for r in per_task], width, label=algorithm)
+        for xi, returns in zip(x, per_task, strict=True):
+            ax.plot([xi] * len(returns), returns, "o", color="black", markersize=2)
+            if len(returns) > 1:
+                ax.vlines(xi, min(returns), max(returns), color=bars.patches[0].get_facecolor(), linewidth=1)
     ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2)
     ax.set_xticklabels([t.removesuffix("Easy") for t in tasks], rotation=30, ha="right", fontsize=7)
-    ax.set_ylim(-1, 1)
+    ax.set_ylim(-1.25, 1.05)
     ax.axhline(0, color="grey", linewidth=0.5)
-    ax.set_ylabel("normalised return [-1, 1]")
+    ax.set_ylabel("normalised return (dots: seeds)")
     ax.legend(fontsize=7)
     return harness.save_figure(fig, path)
 

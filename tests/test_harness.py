@@ -214,7 +214,7 @@ def test_popgym_suite_table_counts_leads_and_missing_seeds():
         result("BEasy", "recurrent_ppo", 1, 0.3),
     ]
     table = popgym_suite.suite_table(results, ["AEasy", "BEasy"], ["ppo_elmur", "recurrent_ppo"], ["float_box"], 2)
-    assert "| AEasy | 0.600 | 0.200 (1 of 2 seeds) |" in table
-    assert "| BEasy | 0.100 (1 of 2 seeds) | 0.300 |" in table
-    assert "| **mean** | 0.350 | 0.250 |" in table
-    assert "ahead of recurrent_ppo on 1 of 2 tasks: AEasy" in table
+    assert "| AEasy | 0.600 (2) | 0.200 (1) | +0.400 |" in table
+    assert "| BEasy | 0.100 (1) | 0.300 (2) | -0.200 |" in table
+    assert "| **mean** | 0.350 | 0.250 | |" in table
+    assert "ahead by 0.05 or more on 1 (AEasy), behind by more than 0.05 on 1 (BEasy)" in table
