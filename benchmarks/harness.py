@@ -8,7 +8,9 @@ A job is a JSON-serialisable dict (see :func:`make_job`): algorithm, env id, env
 :data:`WRAPPERS`), seed, budget in environment steps, number of envs (8 for every algorithm), hyperparameters (on
 top of the algorithm's preset) and the evaluation settings. Its result is cached as
 ``benchmarks/results/<name>/<algorithm>__<env>__s<seed>__<key>.json`` (key = hash of the job), with the trained
-model beside it (same stem, ``.zip``), so an interrupted run resumes and later evaluations reuse the model.
+model beside it (same stem, ``.zip``), so later evaluations reuse the model. A running job saves a checkpoint
+(``<stem>.checkpoint.*``: model with optimizer, VecNormalize statistics, curve) every :data:`CHECKPOINT_EVERY` steps;
+running the same command again resumes an interrupted job there (its result lists the steps in ``resumed_at``).
 
 Algorithms (:data:`ALGORITHMS`):
 
@@ -56,6 +58,7 @@ from sb3_elmur import SampledTMaze, SuccessOnPositiveReward, evaluate_success  #
 from sb3_elmur.model import ElmurConfig, retention_horizon
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CHECKPOINT_EVERY = 100_000  # env steps between a running job's checkpoints (an interrupted job resumes from the last)
 N_ENVS = 8
 
 RECURRENT_PPO_TUNED: dict[str, Any] = {
@@ -438,23 +441,28 @@ def evaluation_env(job: dict[str, Any], training_env=None):
     return env
 
 
-def _progress_callback(total: int, every: int):
+def _progress_callback(total: int, every: int, checkpoint: Callable[[Any, list[dict]], None] | None = None):
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Progress(BaseCallback):
-        """Print the timesteps every ``every`` steps; record a learning curve at each rollout end."""
+        """Print the timesteps every ``every`` steps; record a learning curve at each rollout end; call
+        ``checkpoint(model, curve)`` at the first rollout end past each multiple of :data:`CHECKPOINT_EVERY` steps."""
 
         def __init__(self):
             super().__init__()
             self.curve: list[dict[str, float]] = []
             self.start = time.perf_counter()
+            self.first_step: int | None = None  # num_timesteps when this process began (later than 0 on resume)
             self.next_print = every
+            self.next_checkpoint = CHECKPOINT_EVERY
 
         def _on_step(self) -> bool:
+            if self.first_step is None:
+                self.first_step = self.num_timesteps
+                self.next_checkpoint = (self.num_timesteps // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
             if every > 0 and self.num_timesteps >= self.next_print:
-                rate = self.num_timesteps / (time.perf_counter() - self.start)
-                eta = (total - self.num_timesteps) / max(rate, 1e-9)
-                eta = max(eta, 0.0)
+                rate = (self.num_timesteps - self.first_step) / (time.perf_counter() - self.start)
+                eta = max((total - self.num_timesteps) / max(rate, 1e-9), 0.0)
                 print(f"  {self.num_timesteps}/{total} steps, {rate:.0f} steps/s, ~{eta:.0f} s left", flush=True)
                 self.next_print = (self.num_timesteps // every + 1) * every
             return True
@@ -466,8 +474,33 @@ def _progress_callback(total: int, every: int):
                 if self.model.ep_success_buffer:
                     point["success"] = float(np.mean(self.model.ep_success_buffer))
                 self.curve.append(point)
+            if checkpoint is not None and self.num_timesteps >= self.next_checkpoint:
+                checkpoint(self.model, self.curve)
+                self.next_checkpoint = (self.num_timesteps // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
 
     return Progress()
+
+
+def checkpoint_paths(model_path: Path) -> tuple[Path, Path, Path]:
+    """A running job's checkpoint beside its final model: model zip, progress (JSON, not ``.json``: the cache globs
+    those) and VecNormalize statistics."""
+    stem = model_path.with_suffix("")
+    return (
+        stem.with_name(stem.name + ".checkpoint.zip"),
+        stem.with_name(stem.name + ".checkpoint.progress"),
+        stem.with_name(stem.name + ".checkpoint.pkl"),
+    )
+
+
+def save_checkpoint(model, curve: list[dict], wall_s: float, resumed_at: list[int], model_path: Path) -> None:
+    """Model (with its optimizer), VecNormalize statistics and progress, so an interrupted job resumes here."""
+    zip_path, progress_path, pkl_path = checkpoint_paths(model_path)
+    model.save(zip_path)
+    env = model.get_env()
+    if hasattr(env, "obs_rms"):
+        env.save(str(pkl_path))
+    progress = dict(steps=int(model.num_timesteps), wall_s=wall_s, curve=curve, resumed_at=resumed_at)
+    write_json(progress_path, progress)
 
 
 def evaluate(model, job: dict[str, Any], env=None) -> dict[str, Any]:
@@ -493,12 +526,32 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
         from stable_baselines3.common.vec_env import VecNormalize
 
         env = VecNormalize(env, gamma=hyperparameters.get("gamma", 0.99))
+    cls, wall_before, resumed_at, curve = algorithm_class(library), 0.0, [], []
+    zip_path, progress_path, pkl_path = checkpoint_paths(model_path) if model_path else (None, None, None)
+    if progress_path is not None and progress_path.exists():  # an interrupted run of this job: resume it
+        progress = json.loads(progress_path.read_text())
+        if job.get("normalize"):
+            from stable_baselines3.common.vec_env import VecNormalize
+
+            env = VecNormalize.load(str(pkl_path), env.venv)
+        model = cls.load(zip_path, env=env)
+        model.set_random_seed(job["seed"] + model.num_timesteps)
+        wall_before, curve = progress["wall_s"], progress["curve"]
+        resumed_at = [*progress["resumed_at"], int(model.num_timesteps)]
+        print(f"  resuming at {model.num_timesteps} steps", flush=True)
+    else:
+        model = cls(policy_name(library, env.observation_space), env, seed=job["seed"], **hyperparameters)
     policy = policy_name(library, env.observation_space)
-    model = algorithm_class(library)(policy, env, seed=job["seed"], **hyperparameters)
-    callback = _progress_callback(job["steps"], progress_every)
     start = time.perf_counter()
-    model.learn(job["steps"], callback=callback)
-    wall = time.perf_counter() - start
+
+    def checkpoint(model, curve: list[dict]) -> None:
+        assert model_path is not None
+        save_checkpoint(model, curve, wall_before + time.perf_counter() - start, resumed_at, model_path)
+
+    callback = _progress_callback(job["steps"], progress_every, checkpoint if model_path else None)
+    callback.curve = curve
+    model.learn(job["steps"] - model.num_timesteps, callback=callback, reset_num_timesteps=False)
+    wall = wall_before + time.perf_counter() - start
     if model_path is not None:
         model.save(model_path)
         if job.get("normalize"):
@@ -521,8 +574,13 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
         curve=callback.curve,
         **scores,
     )
+    if resumed_at:  # trained in several processes: the steps at which each later one resumed
+        result["resumed_at"] = resumed_at
     if library == "ppo_elmur":
         result["elmur"] = elmur_config(model)
+    for path in (zip_path, progress_path, pkl_path):
+        if path is not None:
+            path.unlink(missing_ok=True)
     return result
 
 

@@ -75,6 +75,29 @@ def test_cached_computes_once(tmp_path):
     assert calls == [1] and [p.name for p in path.parent.iterdir()] == ["b.json"]  # no temporary file left
 
 
+def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    job = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 768, 0, {"corridor_length": 3}, TINY, eval_episodes=4)
+    _, model_path = harness.job_paths(job, "tiny", tmp_path)
+    monkeypatch.setattr(harness, "CHECKPOINT_EVERY", 256)  # a rollout is 32 x 8 = 256 steps
+    save = harness.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        harness.cached_job(job, "tiny", tmp_path, progress_every=0)
+    checkpoint = harness.checkpoint_paths(model_path)
+    assert checkpoint[0].exists() and checkpoint[1].exists() and harness.cached_result(job, "tiny", tmp_path) is None
+
+    monkeypatch.setattr(harness, "save_checkpoint", save)
+    result = harness.cached_job(job, "tiny", tmp_path, progress_every=0)
+    assert result["resumed_at"] == [256] and result["steps_trained"] == 768
+    assert [p["steps"] for p in result["curve"]][:3] == [256, 512, 768]  # the first process's curve is kept
+    assert not any(path.exists() for path in checkpoint) and model_path.exists()
+
+
 def test_key_depends_on_the_job():
     job = harness.make_job("ppo", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3})
     assert harness.job_key(job) == harness.job_key(dict(job))
