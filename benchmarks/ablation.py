@@ -16,6 +16,7 @@ import json
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from benchmarks import harness
 
@@ -112,7 +113,13 @@ def cached_job(variant: str, task: str, seed: int) -> dict:
         print(f"done: {variant} {task} seed {seed}: {result}", flush=True)
         return result
 
-    return harness.cached(RESULTS / f"{variant}__{task}__{seed}.json", run)
+    return harness.cached(result_path(variant, task, seed), run)
+
+
+def result_path(variant: str, task: str, seed: int) -> Path:
+    """The cached result of a job of the package revision ``harness.PPO_ELMUR_REVISION`` (revision 1: no suffix)."""
+    revision = harness.PPO_ELMUR_REVISION
+    return RESULTS / f"{variant}__{task}__{seed}{'' if revision == 1 else f'__r{revision}'}.json"
 
 
 def main() -> None:
@@ -122,11 +129,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
     parser.add_argument("--table-only", action="store_true", help="print what is cached, train nothing")
+    harness.add_revision_argument(parser)
     args = parser.parse_args()
+    harness.apply_revision(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     jobs = [(v, t, s) for t in args.tasks for v in args.variants for s in args.seeds]
     if args.table_only:
-        paths = [RESULTS / f"{v}__{t}__{s}.json" for v, t, s in jobs]
+        paths = [result_path(v, t, s) for v, t, s in jobs]
         results = [json.loads(p.read_text()) for p in paths if p.exists()]
     else:
         with ProcessPoolExecutor(args.jobs) as pool:

@@ -9,7 +9,7 @@ A job is a JSON-serialisable dict (see :func:`make_job`): algorithm, env id, env
 top of the algorithm's preset) and the evaluation settings. Its result is cached as
 ``benchmarks/results/<name>/<algorithm>__<env>__s<seed>__<key>.json`` (key = hash of the job), with the trained
 model beside it (same stem, ``.zip``), so later evaluations reuse the model. A running job saves a checkpoint
-(``<stem>.checkpoint.*``: model with optimizer, VecNormalize statistics, curve) every :data:`CHECKPOINT_EVERY` steps;
+(``<stem>.checkpoint*``: model with optimizer, VecNormalize statistics, curve) every :data:`CHECKPOINT_EVERY` steps;
 running the same command again resumes an interrupted job there (its result lists the steps in ``resumed_at``).
 
 Algorithms (:data:`ALGORITHMS`):
@@ -43,6 +43,7 @@ import importlib.metadata
 import importlib.resources
 import inspect
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -393,7 +394,7 @@ def resolved_configuration(job: dict[str, Any]) -> dict[str, Any]:
     hyperparameters, _ = resolve_hyperparameters(job)
     cls = algorithm_class(library)
     settings = {**_defaults(cls, NOT_SETTINGS), **hyperparameters}
-    env = make_env(job["env_id"], 1, job["env_kwargs"], job["wrappers"], job["seed"])
+    env = training_env(job, 1, hyperparameters)
     name = policy_name(library, env.observation_space)
     env.close()
     given = dict(settings.pop("policy_kwargs", None) or {})
@@ -424,6 +425,16 @@ def load_model(job: dict[str, Any], name: str, results: Path = RESULTS, device: 
     return algorithm_class(library).load(model_path, device=device)
 
 
+def training_env(job: dict[str, Any], n_envs: int, hyperparameters: dict[str, Any]):
+    """The job's training envs (in a ``VecNormalize`` with ``normalize``, which turns image spaces into float Boxes)."""
+    env = make_env(job["env_id"], n_envs, job["env_kwargs"], job["wrappers"], job["seed"])
+    if not job.get("normalize"):
+        return env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    return VecNormalize(env, gamma=hyperparameters.get("gamma", 0.99))
+
+
 def evaluation_env(job: dict[str, Any], training_env=None):
     """Fresh envs for evaluation (seed + 1000); with ``normalize``, frozen observation statistics of the training env
     (or of the ``.pkl`` saved beside the model, passed as ``training_env``: a path)."""
@@ -446,26 +457,31 @@ def _progress_callback(total: int, every: int, checkpoint: Callable[[Any, list[d
 
     class Progress(BaseCallback):
         """Print the timesteps every ``every`` steps; record a learning curve at each rollout end; call
-        ``checkpoint(model, curve)`` at the first rollout end past each multiple of :data:`CHECKPOINT_EVERY` steps."""
+        ``checkpoint(model, curve)`` at the first rollout start past each multiple of :data:`CHECKPOINT_EVERY` steps."""
 
         def __init__(self):
             super().__init__()
             self.curve: list[dict[str, float]] = []
             self.start = time.perf_counter()
-            self.first_step: int | None = None  # num_timesteps when this process began (later than 0 on resume)
-            self.next_print = every
-            self.next_checkpoint = CHECKPOINT_EVERY
+            self.first_step = self.next_print = self.next_checkpoint = 0
+
+        def _on_training_start(self) -> None:  # num_timesteps is where this process begins (later than 0 on resume)
+            self.first_step = self.num_timesteps
+            self.next_print = (self.num_timesteps // every + 1) * every if every > 0 else 0
+            self.next_checkpoint = (self.num_timesteps // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
 
         def _on_step(self) -> bool:
-            if self.first_step is None:
-                self.first_step = self.num_timesteps
-                self.next_checkpoint = (self.num_timesteps // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
             if every > 0 and self.num_timesteps >= self.next_print:
                 rate = (self.num_timesteps - self.first_step) / (time.perf_counter() - self.start)
                 eta = max((total - self.num_timesteps) / max(rate, 1e-9), 0.0)
                 print(f"  {self.num_timesteps}/{total} steps, {rate:.0f} steps/s, ~{eta:.0f} s left", flush=True)
                 self.next_print = (self.num_timesteps // every + 1) * every
             return True
+
+        def _on_rollout_start(self) -> None:  # every step so far has been trained on: a consistent checkpoint
+            if checkpoint is not None and self.num_timesteps >= self.next_checkpoint:
+                checkpoint(self.model, self.curve)
+                self.next_checkpoint = (self.num_timesteps // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
 
         def _on_rollout_end(self) -> None:
             episodes = self.model.ep_info_buffer
@@ -474,33 +490,68 @@ def _progress_callback(total: int, every: int, checkpoint: Callable[[Any, list[d
                 if self.model.ep_success_buffer:
                     point["success"] = float(np.mean(self.model.ep_success_buffer))
                 self.curve.append(point)
-            if checkpoint is not None and self.num_timesteps >= self.next_checkpoint:
-                checkpoint(self.model, self.curve)
-                self.next_checkpoint = (self.num_timesteps // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
 
     return Progress()
 
 
-def checkpoint_paths(model_path: Path) -> tuple[Path, Path, Path]:
-    """A running job's checkpoint beside its final model: model zip, progress (JSON, not ``.json``: the cache globs
-    those) and VecNormalize statistics."""
-    stem = model_path.with_suffix("")
-    return (
-        stem.with_name(stem.name + ".checkpoint.zip"),
-        stem.with_name(stem.name + ".checkpoint.progress"),
-        stem.with_name(stem.name + ".checkpoint.pkl"),
-    )
+def checkpoint_progress_path(model_path: Path) -> Path:
+    """A running job's checkpoint record beside its final model (JSON, not named ``.json``: the cache globs those).
+    It names the checkpoint's model zip and VecNormalize statistics and is written last, atomically."""
+    return model_path.with_name(model_path.stem + ".checkpoint")
 
 
-def save_checkpoint(model, curve: list[dict], wall_s: float, resumed_at: list[int], model_path: Path) -> None:
+def save_checkpoint(
+    model, job: dict[str, Any], curve: list[dict], wall_s: float, resumed_at: list[int], model_path: Path
+):
     """Model (with its optimizer), VecNormalize statistics and progress, so an interrupted job resumes here."""
-    zip_path, progress_path, pkl_path = checkpoint_paths(model_path)
+    steps = int(model.num_timesteps)
+    zip_path = model_path.with_name(f"{model_path.stem}.checkpoint-{steps}.zip")
     model.save(zip_path)
-    env = model.get_env()
+    env, pkl_path = model.get_env(), None
     if hasattr(env, "obs_rms"):
+        pkl_path = zip_path.with_suffix(".pkl")
         env.save(str(pkl_path))
-    progress = dict(steps=int(model.num_timesteps), wall_s=wall_s, curve=curve, resumed_at=resumed_at)
-    write_json(progress_path, progress)
+    progress = dict(
+        steps=steps,
+        model=zip_path.name,
+        vec_normalize=pkl_path.name if pkl_path else None,
+        configuration=resolved_configuration(job),
+        wall_s=wall_s,
+        curve=curve,
+        resumed_at=resumed_at,
+    )
+    write_json(checkpoint_progress_path(model_path), progress)
+    remove_checkpoint(model_path, keep={zip_path.name, pkl_path.name if pkl_path else ""})
+
+
+def remove_checkpoint(model_path: Path, keep: set[str] = frozenset()) -> None:
+    """Delete a job's checkpoint files (all but ``keep``; the record too when nothing is kept)."""
+    for path in model_path.parent.glob(f"{model_path.stem}.checkpoint-*"):
+        if path.name not in keep:
+            path.unlink()
+    if not keep:
+        checkpoint_progress_path(model_path).unlink(missing_ok=True)
+
+
+def load_checkpoint(job: dict[str, Any], model_path: Path, env):
+    """The model, env and progress of the job's last checkpoint, or None (none, or made with other settings)."""
+    progress_path = checkpoint_progress_path(model_path)
+    if not progress_path.exists():
+        return None
+    progress = json.loads(progress_path.read_text())
+    if progress["configuration"] != resolved_configuration(job):
+        print("  the checkpoint was made with other settings: starting over", flush=True)
+        remove_checkpoint(model_path)
+        return None
+    if progress["vec_normalize"]:
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        env = VecNormalize.load(str(model_path.with_name(progress["vec_normalize"])), env.venv)
+    library, _, _ = ALGORITHMS[job["algorithm"]]
+    model = algorithm_class(library).load(model_path.with_name(progress["model"]), env=env)
+    model.set_random_seed(job["seed"] + model.num_timesteps)
+    print(f"  resuming at {model.num_timesteps} steps", flush=True)
+    return model, env, progress
 
 
 def evaluate(model, job: dict[str, Any], env=None) -> dict[str, Any]:
@@ -521,32 +572,22 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
     torch.set_num_threads(1)
     library, _, _ = ALGORITHMS[job["algorithm"]]
     hyperparameters, ignored = resolve_hyperparameters(job)
-    env = make_env(job["env_id"], job["n_envs"], job["env_kwargs"], job["wrappers"], job["seed"])
-    if job.get("normalize"):
-        from stable_baselines3.common.vec_env import VecNormalize
-
-        env = VecNormalize(env, gamma=hyperparameters.get("gamma", 0.99))
-    cls, wall_before, resumed_at, curve = algorithm_class(library), 0.0, [], []
-    zip_path, progress_path, pkl_path = checkpoint_paths(model_path) if model_path else (None, None, None)
-    if progress_path is not None and progress_path.exists():  # an interrupted run of this job: resume it
-        progress = json.loads(progress_path.read_text())
-        if job.get("normalize"):
-            from stable_baselines3.common.vec_env import VecNormalize
-
-            env = VecNormalize.load(str(pkl_path), env.venv)
-        model = cls.load(zip_path, env=env)
-        model.set_random_seed(job["seed"] + model.num_timesteps)
+    env = training_env(job, job["n_envs"], hyperparameters)
+    wall_before, resumed_at, curve = 0.0, [], []
+    if model_path is not None and (resumed := load_checkpoint(job, model_path, env)) is not None:
+        model, env, progress = resumed
         wall_before, curve = progress["wall_s"], progress["curve"]
         resumed_at = [*progress["resumed_at"], int(model.num_timesteps)]
-        print(f"  resuming at {model.num_timesteps} steps", flush=True)
     else:
-        model = cls(policy_name(library, env.observation_space), env, seed=job["seed"], **hyperparameters)
+        model = algorithm_class(library)(
+            policy_name(library, env.observation_space), env, seed=job["seed"], **hyperparameters
+        )
     policy = policy_name(library, env.observation_space)
     start = time.perf_counter()
 
     def checkpoint(model, curve: list[dict]) -> None:
         assert model_path is not None
-        save_checkpoint(model, curve, wall_before + time.perf_counter() - start, resumed_at, model_path)
+        save_checkpoint(model, job, curve, wall_before + time.perf_counter() - start, resumed_at, model_path)
 
     callback = _progress_callback(job["steps"], progress_every, checkpoint if model_path else None)
     callback.curve = curve
@@ -578,9 +619,6 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
         result["resumed_at"] = resumed_at
     if library == "ppo_elmur":
         result["elmur"] = elmur_config(model)
-    for path in (zip_path, progress_path, pkl_path):
-        if path is not None:
-            path.unlink(missing_ok=True)
     return result
 
 
@@ -591,7 +629,7 @@ class StaleResult(RuntimeError):
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically: the file appears only once it is complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: no two writers share it
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
@@ -639,6 +677,7 @@ def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress
     )
     result = run_job(job, model_path, progress_every)
     write_json(json_path, result)  # the JSON appears only once the job (and its model) is complete
+    remove_checkpoint(model_path)
     print(f"done {job_stem(job)}: {summary(result)}", flush=True)
     return result
 

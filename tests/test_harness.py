@@ -1,5 +1,6 @@
 """The benchmark harness (``benchmarks.harness``, ``benchmarks.tmaze_horizon``) on tiny jobs."""
 
+import json
 import math
 
 import numpy as np
@@ -80,22 +81,48 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     _, model_path = harness.job_paths(job, "tiny", tmp_path)
     monkeypatch.setattr(harness, "CHECKPOINT_EVERY", 256)  # a rollout is 32 x 8 = 256 steps
     save = harness.save_checkpoint
+    updates = []
 
-    def save_then_die(*args, **kwargs):
-        save(*args, **kwargs)
-        raise KeyboardInterrupt
+    def save_then_die(model, *args, **kwargs):
+        save(model, *args, **kwargs)
+        if model.num_timesteps == 512:
+            updates.append(model._n_updates)
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(harness, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         harness.cached_job(job, "tiny", tmp_path, progress_every=0)
-    checkpoint = harness.checkpoint_paths(model_path)
-    assert checkpoint[0].exists() and checkpoint[1].exists() and harness.cached_result(job, "tiny", tmp_path) is None
+    record = harness.checkpoint_progress_path(model_path)
+    assert json.loads(record.read_text())["steps"] == 512 and harness.cached_result(job, "tiny", tmp_path) is None
+    assert updates == [2]  # the checkpoint holds both rollouts' updates (n_epochs=1: one each)
+    assert len(list(tmp_path.glob("tiny/*.checkpoint-*"))) == 1  # the 256-step checkpoint was replaced
 
     monkeypatch.setattr(harness, "save_checkpoint", save)
     result = harness.cached_job(job, "tiny", tmp_path, progress_every=0)
-    assert result["resumed_at"] == [256] and result["steps_trained"] == 768
-    assert [p["steps"] for p in result["curve"]][:3] == [256, 512, 768]  # the first process's curve is kept
-    assert not any(path.exists() for path in checkpoint) and model_path.exists()
+    assert result["resumed_at"] == [512] and result["steps_trained"] == 768
+    assert [p["steps"] for p in result["curve"]] == [256, 512, 768]  # the first process's curve is kept
+    assert not list(tmp_path.glob("tiny/*.checkpoint*")) and model_path.exists()
+    assert harness.load_model(job, "tiny", tmp_path)._n_updates == 3  # no rollout went untrained
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
+    job = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 512, 0, {"corridor_length": 3}, TINY, eval_episodes=4)
+    _, model_path = harness.job_paths(job, "tiny", tmp_path)
+    monkeypatch.setattr(harness, "CHECKPOINT_EVERY", 256)
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    save = harness.save_checkpoint
+    monkeypatch.setattr(harness, "save_checkpoint", lambda *a, **k: (save(*a, **k), die()))
+    with pytest.raises(KeyboardInterrupt):
+        harness.cached_job(job, "tiny", tmp_path, progress_every=0)
+    record = harness.checkpoint_progress_path(model_path)
+    progress = json.loads(record.read_text())
+    progress["configuration"]["ent_coef"] = 0.5  # as if a default had changed since
+    record.write_text(json.dumps(progress))
+    monkeypatch.setattr(harness, "save_checkpoint", save)
+    assert "resumed_at" not in harness.cached_job(job, "tiny", tmp_path, progress_every=0)
 
 
 def test_key_depends_on_the_job():
