@@ -4,7 +4,7 @@ import dataclasses
 import io
 import pathlib
 import zipfile
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 import torch as th
@@ -18,9 +18,11 @@ from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from sb3_elmur.buffers import ElmurRolloutBuffer
-from sb3_elmur.model import ElmurState
+from sb3_elmur.model import ElmurLayer, ElmurState, ElmurTransformer
 from sb3_elmur.policies import (
     CnnElmurPolicy,
     ElmurActorCriticPolicy,
@@ -274,9 +276,11 @@ class PPOELMUR(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
-    def _record_memory(self) -> None:
-        """Log, per layer of every trunk, the mean slot norm at the rollout's end and the mean size of a write (norm
-        of a slot's change) during the rollout: ``memory/slot_norm_<layer>``, ``memory/write_size_<layer>``."""
+    def _record_memory(self, update_norms: dict[str, list[th.Tensor]]) -> None:
+        """Log, per layer of every trunk, the mean slot norm at the rollout's end, the mean size of a write (norm of a
+        slot's change) during the rollout and the memory read's share of the attention updates of the first
+        minibatch, ``|read| / (|read| + |self-attention|)`` (mean norms of the two residual updates over its tokens):
+        ``memory/slot_norm_<layer>``, ``memory/write_size_<layer>``, ``memory/read_share_<layer>``."""
         assert self._last_state is not None
         slot_norms = self._last_state.memory.norm(dim=-1).mean(dim=(0, 2))  # (layers,)
         sizes = self._rollout_write_sizes
@@ -285,6 +289,24 @@ class PPOELMUR(OnPolicyAlgorithm):
             self.logger.record(f"memory/slot_norm_{layer}", slot_norms[layer].item())
             if write_sizes is not None:
                 self.logger.record(f"memory/write_size_{layer}", write_sizes[layer].item())
+            read, attend = (th.stack(update_norms[f"{kind}_{layer}"]).mean() for kind in ("read", "self"))
+            self.logger.record(f"memory/read_share_{layer}", (read / (read + attend)).item())
+
+    def _watch_attention_updates(self, update_norms: dict[str, list[th.Tensor]]) -> list[RemovableHandle]:
+        """Forward hooks that collect, per layer of every trunk, the mean norm of the self-attention's and the
+        memory read's output (the updates added to the residual stream) into ``update_norms``."""
+        handles = []
+        layers = [
+            cast(ElmurLayer, layer) for trunk in self.policy.trunks for layer in cast(ElmurTransformer, trunk).layers
+        ]
+        for i, layer in enumerate(layers):
+            for kind, attention in (("self", layer.self_attn), ("read", layer.read_attn)):
+
+                def hook(module: nn.Module, args: Any, output: th.Tensor, key: str = f"{kind}_{i}") -> None:
+                    update_norms.setdefault(key, []).append(output.detach().norm(dim=-1).mean())
+
+                handles.append(attention.register_forward_hook(hook))
+        return handles
 
     def train(self) -> None:
         """Update the policy on whole-segment sequences of the rollout (see :class:`ElmurRolloutBuffer`)."""
@@ -296,11 +318,16 @@ class PPOELMUR(OnPolicyAlgorithm):
 
         entropy_losses, pg_losses, value_losses, clip_fractions, auxiliary_losses = [], [], [], [], []
         continue_training = True
+        update_norms: dict[str, list[th.Tensor]] = {}
+        watching = self._watch_attention_updates(update_norms)  # during the first minibatch's forward pass only
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for data in self.rollout_buffer.get(self.batch_size):
                 mask = data.loss_mask
                 values, log_prob, entropy, auxiliary_loss = self.policy.evaluate_sequences(data)
+                for handle in watching:
+                    handle.remove()
+                watching = []
                 advantages = data.advantages
                 if self.normalize_advantage and mask.sum() > 1:
                     advantages = (advantages - advantages[mask].mean()) / (advantages[mask].std() + 1e-8)
@@ -354,7 +381,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         if self.policy.reconstruction is not None:
             self.logger.record("train/reconstruction_loss", np.mean(auxiliary_losses))
         self.logger.record("train/explained_variance", explained_var)
-        self._record_memory()
+        self._record_memory(update_norms)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

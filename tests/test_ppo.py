@@ -215,7 +215,8 @@ def test_default_learning_rate_decays_to_zero():
 
 
 def test_memory_is_logged_and_recorded():
-    """TensorBoard scalars of the memory (slot norms, write sizes) and one episode's memory for plotting."""
+    """TensorBoard scalars of the memory (slot norms, write sizes, the read's share of the attention updates) and one
+    episode's memory for plotting."""
     from sb3_elmur import record_memory
 
     model = make_model()
@@ -224,6 +225,7 @@ def test_memory_is_logged_and_recorded():
     n_layers = model.policy.config.n_layers
     for layer in range(n_layers):
         assert values[f"memory/slot_norm_{layer}"] > 0 and values[f"memory/write_size_{layer}"] > 0
+        assert 0 < values[f"memory/read_share_{layer}"] < 1
     env = make_vec_env(TMaze, n_envs=2, env_kwargs=dict(corridor_length=9), seed=1)
     recorded = record_memory(model, env)
     T = len(recorded["rewards"])
