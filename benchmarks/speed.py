@@ -9,7 +9,8 @@ MlpPolicy). Each measurement runs in a fresh subprocess (clean peak memory), the
 shows medians and the ratios ELMUR/LSTM and ELMUR/PPO (> 1 means ELMUR is faster for throughputs, slower for times
 and memory). Throughputs and update times are per second of the process's CPU time (one torch thread, the envs
 stepped in-process), so other processes on the machine do not skew them; with ``--device cuda`` (the policies on
-a GPU, the environments on the CPU) the CPU time does not count the GPU's work, so compare those runs with care.
+a GPU, the environments on the CPU) they are per second of wall-clock time instead, since CPU time does not count
+the GPU's work, and peak memory is the GPU's peak allocation: run those on an otherwise idle machine.
 Then: acting latency of ``predict`` for 8 envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes
 for a 2048 x 8 rollout at corridors 10^2, 10^4 and 10^6 (episodes of up to that many steps).
 """
@@ -51,6 +52,7 @@ def make_model(algo: str, env_id: str, env_kwargs: dict, n_envs: int, device: st
 
 def child_throughput(algo: str, env_id: str, steps: int, n_envs: int, device: str) -> dict:
     """One measurement: rollout time, update time and peak memory over ``steps`` environment steps."""
+    import torch
     from stable_baselines3.common.callbacks import CallbackList
 
     model = make_model(algo, env_id, ENVS[env_id], n_envs, device)
@@ -59,17 +61,23 @@ def child_throughput(algo: str, env_id: str, steps: int, n_envs: int, device: st
     callback = CallbackList([])
     model._setup_learn(steps, callback, reset_num_timesteps=False)
     callback.init_callback(model)
+    # On the CPU, this process's CPU time (robust to other processes sharing the cores); on a GPU, wall-clock time.
+    clock = time.process_time if device == "cpu" else time.perf_counter
     rollout_time = update_time = 0.0
     collected = 0
-    while collected < steps:  # CPU time of this process: robust to other processes sharing the cores
-        start = time.process_time()
+    while collected < steps:
+        start = clock()
         model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
-        rollout_time += time.process_time() - start
-        start = time.process_time()
+        rollout_time += clock() - start
+        start = clock()
         model.train()
-        update_time += time.process_time() - start
+        if device != "cpu":
+            torch.cuda.synchronize()
+        update_time += clock() - start
         collected += model.n_steps * n_envs
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device != "cpu":  # the GPU's peak instead of the process's
+        baseline, peak = 0, torch.cuda.max_memory_allocated() // 1024
     return dict(
         train_fps=collected / (rollout_time + update_time),
         rollout_fps=collected / rollout_time,
