@@ -303,14 +303,6 @@ def schedules(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
-
-
 def resolve_hyperparameters(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The constructor arguments of the job's algorithm (preset, then the job's own on top) and ignored zoo keys."""
     _, _, preset = ALGORITHMS[job["algorithm"]]
@@ -605,7 +597,7 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
     result = dict(
         job=job,
         key=job_key(job),
-        hyperparameters_used=_jsonable(hyperparameters),
+        hyperparameters_used=_describe(hyperparameters),
         zoo_ignored=ignored,
         configuration=resolved_configuration(job),
         versions=library_versions(),
