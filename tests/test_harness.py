@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sb3_elmur
-from benchmarks import harness, tmaze_horizon
+from benchmarks import harness, popgym_probe, tmaze_horizon
 from sb3_elmur import SampledTMaze
 from sb3_elmur.model import ElmurConfig
 
@@ -268,3 +268,11 @@ def test_popgym_suite_table_counts_leads_and_missing_seeds():
     assert "| BEasy | 0.100 (1) | 0.300 (2) | -0.200 |" in table
     assert "| **mean** | 0.350 | 0.250 | |" in table
     assert "ahead by 0.05 or more on 1 (AEasy), behind by more than 0.05 on 1 (BEasy)" in table
+
+
+def test_count_recall_timer_bound_is_the_hypergeometric_mode():
+    bound = popgym_probe.count_recall_timer_bound(3)
+    # one card: 0 or 1 of the queried colour, even odds; two cards: one of each is 26 * 26 of the C(52, 2) pairs
+    assert bound[0] == pytest.approx(0.5)
+    assert bound[1] == pytest.approx(26 * 26 / math.comb(52, 2))
+    assert bound[2] == pytest.approx(math.comb(26, 1) * math.comb(26, 2) / math.comb(52, 3))
