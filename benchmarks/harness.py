@@ -638,22 +638,26 @@ def cached(path: Path, compute: Callable[[], Any]) -> Any:
 
 def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> dict | None:
     """The job's cached result, or None if it has not been run. Raises :class:`StaleResult` if the result records a
-    configuration (:func:`resolved_configuration`) other than the job's today: a default changed since it ran."""
+    configuration (:func:`resolved_configuration`) other than the job's today: a default changed since it ran.
+
+    A setting the result does not record did not exist when it ran and is not a difference: a new option comes with a
+    default that keeps the old behaviour (a change of behaviour bumps ``PPO_ELMUR_REVISION`` instead)."""
     json_path, _ = job_paths(job, name, results)
     if not json_path.exists():
         return None
     result = json.loads(json_path.read_text())
-    if "configuration" in result and result["configuration"] != (now := resolved_configuration(job)):
-        was = result["configuration"]
-        changed = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k) and k != "policy_kwargs"] + [
+    if "configuration" in result:
+        was, now = result["configuration"], resolved_configuration(job)
+        changed = [k for k in sorted(was) if was[k] != now.get(k) and k != "policy_kwargs"] + [
             f"policy_kwargs.{k}"
-            for k in sorted(set(was["policy_kwargs"]) | set(now["policy_kwargs"]))
-            if was["policy_kwargs"].get(k) != now["policy_kwargs"].get(k)
+            for k in sorted(was["policy_kwargs"])
+            if was["policy_kwargs"][k] != now["policy_kwargs"].get(k)
         ]
-        raise StaleResult(
-            f"{json_path} was made with other settings ({', '.join(changed)} differ from today's); bump "
-            "PPO_ELMUR_REVISION in benchmarks/harness.py after changing a default, or use another --name"
-        )
+        if changed:
+            raise StaleResult(
+                f"{json_path} was made with other settings ({', '.join(changed)} differ from today's); bump "
+                "PPO_ELMUR_REVISION in benchmarks/harness.py after changing a default, or use another --name"
+            )
     return result
 
 

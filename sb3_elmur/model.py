@@ -30,6 +30,7 @@ from torch import nn
 EXACT_DISTANCES = 16  # distances 1..15 get a bucket each
 N_BUCKETS = 32  # bucket 0: empty slot; 1..15 exact; 16..31 log-spaced up to MAX_DISTANCE
 MAX_DISTANCE = 2**20  # distances beyond share the last bucket, so any episode length is defined
+CLOCK_PERIODS = (2, 4, 8, 16, 32, 64, 128)  # steps: the episode clock's features repeat every 128 steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,8 @@ class ElmurConfig:
         (a direct path that does not go through attention and memory)
     :param reconstruction_coef: weight of an auxiliary loss (0 = off): after each complete training segment, a
         small decoder reads the freshly written memory and reconstructs the segment's features (MSE)
+    :param episode_clock: add to each token a learned projection of :func:`episode_clock` features of its episode
+        step, so the policy can tell how far into the episode it is beyond what its attention window shows
     """
 
     d_model: int = 64
@@ -72,6 +75,7 @@ class ElmurConfig:
     separate_critic_trunk: bool = False
     features_skip: bool = True
     reconstruction_coef: float = 0.0
+    episode_clock: bool = False
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len"):
@@ -90,6 +94,14 @@ class ElmurConfig:
     def previous_len(self) -> int:
         """P: cached tokens of the previous segment that self-attention can see (L-1 with sliding_window, else 0)."""
         return self.segment_len - 1 if self.sliding_window else 0
+
+
+def episode_clock(step: torch.Tensor) -> torch.Tensor:
+    """Sine and cosine of the episode step (...,) int64 at each of ``CLOCK_PERIODS``: (..., 2 * 7) features, bounded
+    and periodic, so any episode length is defined."""
+    periods = torch.tensor(CLOCK_PERIODS, device=step.device)
+    angle = (step[..., None] % periods).float() * (2 * math.pi / periods)
+    return torch.cat([angle.sin(), angle.cos()], -1)
 
 
 def distance_bucket(distance: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
@@ -280,6 +292,7 @@ class ElmurTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Linear(input_dim, config.d_model)
+        self.clock = nn.Linear(2 * len(CLOCK_PERIODS), config.d_model) if config.episode_clock else None
         self.layers = nn.ModuleList(ElmurLayer(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
         shape = (config.n_layers, config.memory_size, config.d_model)
@@ -332,7 +345,7 @@ class ElmurTransformer(nn.Module):
         masked[:, -1] = False  # the token itself
         self_bias_args = (distance[:, None], masked[:, None])
         read_bucket = distance_bucket(state.step[:, None, None] - state.anchors, state.anchors < 0)  # (B, n, M)
-        x = self.embed(features)[:, None]  # (B, 1, d)
+        x = self._tokens(features, state.step)[:, None]  # (B, 1, d)
         memory, anchors = state.memory, state.anchors
         new_k, new_v, new_x = [], [], []
         for i, layer in enumerate(self.layers):
@@ -385,9 +398,9 @@ class ElmurTransformer(nn.Module):
         """
         S, L = features.shape[1:3]
         P, initial = self.config.previous_len, self.initial_memory
-        x = self.embed(features)
+        positions = torch.arange(L, device=features.device)
+        x = self._tokens(features, start_step[..., None] + positions)  # (B, S, L, d)
         memory, anchors, prev_keys, prev_values = start
-        positions = torch.arange(L, device=x.device)
         key_pos = torch.arange(-P, L, device=x.device)
         distance = (positions[:, None] - key_pos[None])[None]  # (1, L, P + L)
         outputs, memories = [], []
@@ -419,6 +432,11 @@ class ElmurTransformer(nn.Module):
                 memory, prev_keys, prev_values = memory.detach(), prev_keys.detach(), prev_values.detach()
         end = SegmentStart(memory, anchors, prev_keys, prev_values)
         return self.final_norm(torch.stack(outputs, 1)), torch.stack(memories, 1), end
+
+    def _tokens(self, features: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Tokens (..., d) of the features (..., input_dim) at episode steps (...)."""
+        x = self.embed(features)
+        return x if self.clock is None else x + self.clock(episode_clock(step))
 
     def _write(
         self, memory: torch.Tensor, anchors: torch.Tensor, outputs: torch.Tensor, steps: torch.Tensor

@@ -63,6 +63,14 @@ def test_a_result_of_other_settings_is_not_served(tiny_run, tmp_path):
     harness.write_json(json_path, stale)
     with pytest.raises(harness.StaleResult, match="ent_coef differ"):
         harness.cached_result(job, "tiny", tmp_path)
+    removed = {k: v for k, v in first["configuration"]["policy_kwargs"].items() if k != "segment_len"}
+    older = {**first, "configuration": {**first["configuration"], "policy_kwargs": removed}}
+    harness.write_json(json_path, older)  # recorded before an option existed: served
+    assert harness.cached_result(job, "tiny", tmp_path) == older
+    gone = {**first, "configuration": {**first["configuration"], "no_such_setting": 1}}
+    harness.write_json(json_path, gone)  # a setting that no longer exists is a difference
+    with pytest.raises(harness.StaleResult, match="no_such_setting differ"):
+        harness.cached_result(job, "tiny", tmp_path)
     legacy = {k: v for k, v in first.items() if k != "configuration"}  # recorded before configurations were
     harness.write_json(json_path, legacy)
     assert harness.cached_result(job, "tiny", tmp_path) == legacy

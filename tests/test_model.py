@@ -19,11 +19,11 @@ CONFIG = dict(
 
 
 def make_model(
-    norm_first: bool, memory_size: int, segment_len: int = 4, sliding_window: bool = True
+    norm_first: bool, memory_size: int, segment_len: int = 4, sliding_window: bool = True, episode_clock: bool = False
 ) -> ElmurTransformer:
     torch.manual_seed(0)
     config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first)
-    model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window))
+    model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window, episode_clock=episode_clock))
     with torch.no_grad():  # make every bias and the initial memory matter
         for name, p in model.named_parameters():
             if ("bias" in name and p.dim() == 2) or name == "initial_memory":
@@ -51,10 +51,13 @@ def fresh_start(model: ElmurTransformer, batch_size: int) -> SegmentStart:
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("memory_size", [1, 2, 8])  # fewer slots than segments (blends) and more (only replacements)
 @pytest.mark.parametrize("sliding_window", [True, False])
-def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, sliding_window: bool, device: str):
+@pytest.mark.parametrize("episode_clock", [False, True])
+def test_step_mode_equals_segment_mode(
+    norm_first: bool, memory_size: int, sliding_window: bool, episode_clock: bool, device: str
+):
     L, S, B = 4, 6, 3
     T = 5 * L + 2  # five whole segments and a partial one
-    model = make_model(norm_first, memory_size, L, sliding_window).to(device)
+    model = make_model(norm_first, memory_size, L, sliding_window, episode_clock).to(device)
     with torch.device(device):  # every tensor below is made on the device
         features = torch.randn(B, T, 5)
         step_outputs, step_state = run_steps(model, features)
@@ -210,3 +213,13 @@ def test_attention_over_one_key_is_its_value():
         )
         expected = attention.out(full.transpose(1, 2).reshape(3, 5, 8))
         torch.testing.assert_close(attention(x, k, v, bias), expected, rtol=0, atol=1e-6)
+
+
+def test_episode_clock_is_periodic_and_tells_steps_apart():
+    from sb3_elmur.model import CLOCK_PERIODS, episode_clock
+
+    longest = max(CLOCK_PERIODS)
+    steps = torch.arange(longest)
+    features = episode_clock(steps)
+    assert torch.allclose(episode_clock(steps + 1000 * longest), features, atol=1e-6)
+    assert torch.cdist(features, features).add(torch.eye(longest)).min() > 0.1  # every step of a period its own
