@@ -335,7 +335,17 @@ def algorithm_class(library: str):
 # constructor arguments that do not change what a job learns (or that every job sets itself)
 NOT_SETTINGS = {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
 NOT_POLICY_SETTINGS = {"self", "observation_space", "action_space", "lr_schedule"}
-VERSIONED = ("sb3_elmur", "stable_baselines3", "sb3_contrib", "torch", "gymnasium", "numpy", "popgym", "minigrid")
+VERSIONED = (
+    "sb3_elmur",
+    "stable_baselines3",
+    "sb3_contrib",
+    "rl_zoo3",
+    "torch",
+    "gymnasium",
+    "numpy",
+    "popgym",
+    "minigrid",
+)
 
 
 def policy_name(library: str, observation_space: spaces.Space) -> str:
@@ -378,12 +388,13 @@ def _describe(value: Any) -> Any:
     return repr(value)
 
 
-def resolved_configuration(job: dict[str, Any]) -> dict[str, Any]:
+def resolved_configuration(job: dict[str, Any], defaults_only: bool = False) -> dict[str, Any]:
     """Every setting of the job's algorithm and policy after defaults (PPO arguments, policy arguments and, for
     PPOELMUR, every :class:`sb3_elmur.model.ElmurConfig` field), as JSON. Recorded in each result; a cached result is
-    served only while it still equals this, so a default changed later never mixes into a table silently."""
+    served only while it still equals this, so a default changed later never mixes into a table silently. With
+    ``defaults_only``, the library's defaults alone (no preset, no hyperparameters of the job)."""
     library, _, _ = ALGORITHMS[job["algorithm"]]
-    hyperparameters, _ = resolve_hyperparameters(job)
+    hyperparameters = {} if defaults_only else resolve_hyperparameters(job)[0]
     cls = algorithm_class(library)
     settings = {**_defaults(cls, NOT_SETTINGS), **hyperparameters}
     env = training_env(job, 1, hyperparameters)
@@ -640,19 +651,28 @@ def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> di
     """The job's cached result, or None if it has not been run. Raises :class:`StaleResult` if the result records a
     configuration (:func:`resolved_configuration`) other than the job's today: a default changed since it ran.
 
-    A setting the result does not record did not exist when it ran and is not a difference: a new option comes with a
-    default that keeps the old behaviour (a change of behaviour bumps ``PPO_ELMUR_REVISION`` instead)."""
+    A setting the result does not record did not exist when it ran: it is a difference only where the job sets it
+    away from its default (a new option comes with a default that keeps the old behaviour; a change of behaviour
+    bumps ``PPO_ELMUR_REVISION`` instead)."""
     json_path, _ = job_paths(job, name, results)
     if not json_path.exists():
         return None
     result = json.loads(json_path.read_text())
     if "configuration" in result:
         was, now = result["configuration"], resolved_configuration(job)
-        changed = [k for k in sorted(was) if was[k] != now.get(k) and k != "policy_kwargs"] + [
-            f"policy_kwargs.{k}"
-            for k in sorted(was["policy_kwargs"])
-            if was["policy_kwargs"][k] != now["policy_kwargs"].get(k)
-        ]
+        default = resolved_configuration(job, defaults_only=True)
+
+        def differences(was: dict, now: dict, default: dict, prefix: str = "") -> list[str]:
+            return [
+                prefix + k
+                for k in sorted(set(was) | set(now))
+                if k != "policy_kwargs"
+                and (k not in now or (was[k] != now[k] if k in was else now[k] != default.get(k)))
+            ]
+
+        changed = differences(was, now, default) + differences(
+            was["policy_kwargs"], now["policy_kwargs"], default["policy_kwargs"], "policy_kwargs."
+        )
         if changed:
             raise StaleResult(
                 f"{json_path} was made with other settings ({', '.join(changed)} differ from today's); bump "

@@ -6,9 +6,9 @@
 For the card tasks (Repeat*, CountRecall, Autoencode's answer phase, HigherLower) each step's reward is positive
 for a right answer and negative for a wrong one; the table gives the fraction of positive rewards at each episode
 step (deterministic actions, fresh evaluation envs, in blocks of ``--block`` steps), so a block that straddles a
-segment boundary shows what only the memory carries. For CountRecallEasy it adds what a policy that knows only
-the episode step can reach (it answers the most likely count of the queried colour after t cards, a
-hypergeometric mode), the bar for a policy that counts.
+segment boundary shows what only the memory carries. For CountRecallEasy it adds what a policy without memory
+that knows the episode step can reach (from the step and the card it sees, the most likely count of the queried
+colour: a hypergeometric mode), the bar for a policy that counts.
 Trains nothing: the jobs must be in the cache (``python -m benchmarks.popgym_suite ...``).
 """
 
@@ -40,12 +40,16 @@ def right_by_step(model, env, episodes: int) -> np.ndarray:
 
 
 def count_recall_timer_bound(steps: int, deck: int = 52) -> np.ndarray:
-    """Chance of answering CountRecallEasy right at each step knowing only the episode step: after t + 1 cards of a
-    deck with ``deck / 2`` of each colour, the most likely count of the queried colour (hypergeometric)."""
-    half = deck // 2
-    return np.array(
-        [max(comb(half, k) * comb(half, t + 1 - k) / comb(deck, t + 1) for k in range(t + 2)) for t in range(steps)]
-    )
+    """Chance of answering CountRecallEasy right at each step t = 0, 1, ... for a policy that sees the current card
+    and the query and knows t, but remembers nothing: t + 1 cards have been dealt from a deck with ``deck / 2`` of
+    each colour, the last is the one it sees (of the queried colour with chance 1/2, then counted), and of the t
+    before it answers the most likely count (hypergeometric mode over the remaining ``deck - 1`` cards)."""
+    half, rest = deck // 2, deck - 1
+
+    def mode(of_colour: int, t: int) -> float:  # most likely count of a colour among t cards drawn from `rest`
+        return max(comb(of_colour, k) * comb(rest - of_colour, t - k) / comb(rest, t) for k in range(t + 1))
+
+    return np.array([(mode(half - 1, t) + mode(half, t)) / 2 for t in range(steps)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     length = max(len(r) for _, r in rows)
     if args.task == "CountRecallEasy":
-        rows.append(("knows only the step", count_recall_timer_bound(length)))
+        rows.append(("no memory, knows the step", count_recall_timer_bound(length)))
     blocks = range(0, length, args.block)
     print(f"\n{args.task}: fraction of right answers by episode step ({args.episodes} episodes, deterministic)\n")
     print("| policy | all | " + " | ".join(f"{b}-{min(b + args.block, length) - 1}" for b in blocks) + " |")

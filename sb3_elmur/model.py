@@ -436,7 +436,7 @@ class ElmurTransformer(nn.Module):
     def _tokens(self, features: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """Tokens (..., d) of the features (..., input_dim) at episode steps (...)."""
         x = self.embed(features)
-        return x if self.clock is None else x + self.clock(episode_clock(step))
+        return x if self.clock is None else x + self.clock(episode_clock(step).to(x.dtype))
 
     def _write(
         self, memory: torch.Tensor, anchors: torch.Tensor, outputs: torch.Tensor, steps: torch.Tensor

@@ -58,17 +58,24 @@ def test_result_records_configuration_and_versions(tiny_run):
 
 def test_a_result_of_other_settings_is_not_served(tiny_run, tmp_path):
     job, first, _ = tiny_run
-    stale = {**first, "configuration": {**first["configuration"], "ent_coef": 0.5}}
     json_path, _ = harness.job_paths(job, "tiny", tmp_path)
-    harness.write_json(json_path, stale)
+
+    def recorded(configuration: dict, **policy_kwargs) -> dict:
+        return {**first, "configuration": {**first["configuration"], **configuration, "policy_kwargs": policy_kwargs}}
+
+    policy_kwargs = first["configuration"]["policy_kwargs"]
+    harness.write_json(json_path, recorded({"ent_coef": 0.5}, **policy_kwargs))
     with pytest.raises(harness.StaleResult, match="ent_coef differ"):
         harness.cached_result(job, "tiny", tmp_path)
-    removed = {k: v for k, v in first["configuration"]["policy_kwargs"].items() if k != "segment_len"}
-    older = {**first, "configuration": {**first["configuration"], "policy_kwargs": removed}}
-    harness.write_json(json_path, older)  # recorded before an option existed: served
+    # recorded before an option existed: served where the job leaves it at its default, not where it sets it
+    without = {k: v for k, v in policy_kwargs.items() if k != "episode_clock"}
+    harness.write_json(json_path, older := recorded({}, **without))
     assert harness.cached_result(job, "tiny", tmp_path) == older
-    gone = {**first, "configuration": {**first["configuration"], "no_such_setting": 1}}
-    harness.write_json(json_path, gone)  # a setting that no longer exists is a difference
+    assert policy_kwargs["segment_len"] != harness.resolved_configuration(job, True)["policy_kwargs"]["segment_len"]
+    harness.write_json(json_path, recorded({}, **{k: v for k, v in policy_kwargs.items() if k != "segment_len"}))
+    with pytest.raises(harness.StaleResult, match=r"policy_kwargs\.segment_len differ"):
+        harness.cached_result(job, "tiny", tmp_path)
+    harness.write_json(json_path, recorded({"no_such_setting": None}, **policy_kwargs))  # a setting now gone
     with pytest.raises(harness.StaleResult, match="no_such_setting differ"):
         harness.cached_result(job, "tiny", tmp_path)
     legacy = {k: v for k, v in first.items() if k != "configuration"}  # recorded before configurations were
@@ -280,7 +287,9 @@ def test_popgym_suite_table_counts_leads_and_missing_seeds():
 
 def test_count_recall_timer_bound_is_the_hypergeometric_mode():
     bound = popgym_probe.count_recall_timer_bound(3)
-    # one card: 0 or 1 of the queried colour, even odds; two cards: one of each is 26 * 26 of the C(52, 2) pairs
-    assert bound[0] == pytest.approx(0.5)
-    assert bound[1] == pytest.approx(26 * 26 / math.comb(52, 2))
-    assert bound[2] == pytest.approx(math.comb(26, 1) * math.comb(26, 2) / math.comb(52, 3))
+    assert bound[0] == 1  # the one card dealt is the one in view
+    # one card before it, from the 51 others: of the queried colour with chance 25/51 (if the card in view is, and
+    # then counted) or 26/51; the policy answers the likelier count
+    assert bound[1] == pytest.approx((26 / 51 + 26 / 51) / 2)
+    two = [math.comb(25, k) * math.comb(26, 2 - k) / math.comb(51, 2) for k in range(3)]
+    assert bound[2] == pytest.approx(max(two))  # by symmetry the same for both colours of the card in view

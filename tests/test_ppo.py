@@ -54,6 +54,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros", reconstruction_coef=1.0)),
         (TMaze, "ElmurPolicy", dict(sliding_window=False)),
         (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=True)),
+        (TMaze, "ElmurPolicy", dict(episode_clock=True)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
         (DictTMaze, "MultiInputElmurPolicy", dict(sliding_window=False)),
     ],
