@@ -2,6 +2,8 @@
 
     python -m benchmarks.popgym_probe --task CountRecallEasy --algorithms ppo_elmur recurrent_ppo --seeds 0
     python -m benchmarks.popgym_probe --task RepeatPreviousEasy --block 16
+    python -m benchmarks.popgym_probe --name popgym_ablation --algorithms ppo_elmur \
+        --hyperparams '{"ppo_elmur": {"policy_kwargs": {"episode_clock": true}}}'
 
 For the card tasks (Repeat*, CountRecall, Autoencode's answer phase, HigherLower) each step's reward is positive
 for a right answer and negative for a wrong one; the table gives the fraction of positive rewards at each episode
@@ -15,6 +17,7 @@ Trains nothing: the jobs must be in the cache (``python -m benchmarks.popgym_sui
 from __future__ import annotations
 
 import argparse
+import json
 from math import comb
 from pathlib import Path
 
@@ -59,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=500_000, help="training budget of the cached jobs")
     parser.add_argument("--name", default="popgym_easy")
+    parser.add_argument(
+        "--hyperparams", type=json.loads, default={}, help="JSON dict {algorithm: {argument: value}} of the jobs"
+    )
     parser.add_argument("--episodes", type=int, default=400)
     parser.add_argument("--block", type=int, default=8, help="episode steps per column")
     parser.add_argument("--results", type=Path, default=harness.RESULTS)
@@ -67,7 +73,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for algorithm in args.algorithms:
         for seed in args.seeds:
-            job = harness.make_job(algorithm, f"popgym-{args.task}-v0", args.steps, seed, wrappers=["float_box"])
+            hyperparameters = args.hyperparams.get(algorithm, {})
+            job = harness.make_job(
+                algorithm,
+                f"popgym-{args.task}-v0",
+                args.steps,
+                seed,
+                hyperparameters=hyperparameters,
+                wrappers=["float_box"],
+            )
             if harness.cached_result(job, args.name, args.results) is None:
                 print(f"{algorithm} seed {seed}: not in the cache, skipped")
                 continue
