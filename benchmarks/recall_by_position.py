@@ -1,72 +1,119 @@
-"""POPGym RepeatPrevious: answer accuracy by where the asked-for item lies, for trained harness models.
+"""POPGym card tasks: where in an episode the answers of trained harness models are right.
 
-    python -m benchmarks.recall_by_position --name popgym_ablation --hyperparams '{"policy_kwargs":
-        {"sliding_window": false}}' '{}'
+    python -m benchmarks.recall_by_position --task CountRecallEasy --algorithms ppo_elmur recurrent_ppo
+    python -m benchmarks.recall_by_position --task RepeatPreviousEasy --lag 3 --name popgym_ablation \\
+        --hyperparams '{"policy_kwargs": {"sliding_window": false}}' '{}'
 
-In RepeatPrevious the answer at step t is the item shown at step t - k (k = 3 in the Easy task). With segments of L
-steps, the item lies in the answer's own segment when (t - k) // L == t // L and in the previous segment otherwise,
-where only the memory (or previous-segment attention) can carry it. For each cached model (task, seed, and each
-``--hyperparams`` JSON given, one per variant), the table gives the share of correct answers of each kind over
-``--episodes`` deterministic episodes; a right answer earns a positive reward, a wrong one a negative reward.
+For the card tasks (Repeat*, CountRecall, Autoencode's answer phase, HigherLower) a step's reward is positive for a
+right answer and negative for a wrong one. For each cached model (algorithm, seed and, for PPOELMUR, each
+``--hyperparams`` JSON given, one per variant) the first table gives the share of right answers at each episode step,
+in blocks of ``--block`` steps, over ``--episodes`` deterministic episodes on fresh evaluation envs. With ``--lag k``
+(RepeatPrevious, whose answer at step t is the card shown at t - k; k = 3 in the Easy task) a second table splits
+the answers by where that card lies: in the answer's own segment of ``segment_len`` steps, or in the previous one,
+where only the memory (or attention to the previous segment) can carry it. For CountRecallEasy the first table adds
+what a policy without memory that knows the episode step reaches: from the step and the card in view, the most
+likely count of the queried colour (a hypergeometric mode), the bar for a policy that counts.
+Trains nothing: the jobs must be in the cache (``python -m benchmarks.popgym_suite ...``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from math import comb
 
 import numpy as np
 
 from benchmarks import harness
 
 
-def recall_by_position(model, job: dict, episodes: int, lag: int) -> dict[str, float]:
-    """Share of correct answers whose item lies in the answer's own segment and in the previous one."""
-    L = model.policy.config.segment_len
-    env = harness.make_env(job["env_id"], 1, job["env_kwargs"], job["wrappers"], job["seed"] + 1000)
-    correct = {"same": [], "previous": []}
-    for _ in range(episodes):
-        obs, state, start, t, done = env.reset(), None, np.ones(1, dtype=bool), 0, False
-        while not done:
-            action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
-            obs, reward, dones, _ = env.step(action)
-            done, start = bool(dones[0]), dones
-            if t >= lag:  # a scored answer
-                kind = "same" if (t - lag) // L == t // L else "previous"
-                correct[kind].append(reward[0] > 0)
-            t += 1
-    return {kind: float(np.mean(values)) for kind, values in correct.items()} | {"segment_len": L}
+def right_by_step(model, env, episodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right answers (positive rewards) and answers at each episode step, over ``episodes`` episodes of ``env``."""
+    n = env.num_envs
+    obs, state, episode_start = env.reset(), None, np.ones(n, dtype=bool)
+    step, finished = np.zeros(n, dtype=int), 0
+    right: dict[int, list[bool]] = {}
+    while finished < episodes:
+        action, state = model.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+        obs, reward, episode_start, _ = env.step(action)
+        for i in range(n):
+            right.setdefault(int(step[i]), []).append(bool(reward[i] > 0))
+        step = np.where(episode_start, 0, step + 1)
+        finished += int(episode_start.sum())
+    steps = range(max(right) + 1)
+    return np.array([sum(right.get(t, [])) for t in steps]), np.array([len(right.get(t, [])) for t in steps])
+
+
+def count_recall_timer_bound(steps: int, deck: int = 52) -> np.ndarray:
+    """Chance of answering CountRecallEasy right at each step t = 0, 1, ... for a policy that sees the current card
+    and the query and knows t, but remembers nothing: t + 1 cards have been dealt from a deck with ``deck / 2`` of
+    each colour, the last is the one it sees (of the queried colour with chance 1/2, then counted), and of the t
+    before it answers the most likely count (hypergeometric mode over the remaining ``deck - 1`` cards)."""
+    half, rest = deck // 2, deck - 1
+
+    def mode(of_colour: int, t: int) -> float:  # most likely count of a colour among t cards drawn from `rest`
+        return max(comb(of_colour, k) * comb(rest - of_colour, t - k) / comb(rest, t) for k in range(t + 1))
+
+    return np.array([(mode(half - 1, t) + mode(half, t)) / 2 for t in range(steps)])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", default="popgym_ablation", help="harness results name the models were cached in")
-    parser.add_argument("--task", default="RepeatPreviousEasy")
-    parser.add_argument("--lag", type=int, default=3, help="steps back the asked-for item lies (Easy: 3)")
+    parser.add_argument("--name", default="popgym_easy", help="harness results name the models were cached in")
+    parser.add_argument("--task", default="CountRecallEasy")
+    parser.add_argument("--algorithms", nargs="+", default=["ppo_elmur"], choices=list(harness.ALGORITHMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=500_000)
-    parser.add_argument("--hyperparams", nargs="+", type=json.loads, default=[{}], help="one JSON dict per variant")
-    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=500_000, help="training budget of the cached jobs")
+    parser.add_argument(
+        "--hyperparams", nargs="+", type=json.loads, default=[{}], help="PPOELMUR variants: one JSON dict each"
+    )
+    parser.add_argument("--episodes", type=int, default=400)
+    parser.add_argument("--block", type=int, default=8, help="episode steps per column")
+    parser.add_argument("--lag", type=int, default=None, help="RepeatPrevious: steps back the asked-for card lies")
     harness.add_revision_argument(parser)
     args = parser.parse_args(argv)
     harness.apply_revision(args)
 
-    print("| variant | seed | L | accuracy, item in the same segment | accuracy, item in the previous segment |")
-    print("|---|---|---|---|---|")
-    for hyperparameters in args.hyperparams:
-        for seed in args.seeds:
-            job = harness.make_job(
-                "ppo_elmur",
-                f"popgym-{args.task}-v0",
-                args.steps,
-                seed,
-                hyperparameters=hyperparameters,
-                wrappers=["float_box"],
-            )
-            model = harness.load_model(job, args.name)
-            r = recall_by_position(model, job, args.episodes, args.lag)
-            variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) or "defaults"
-            print(f"| {variant} | {seed} | {r['segment_len']} | {r['same']:.3f} | {r['previous']:.3f} |")
+    rows, by_segment = [], []
+    for algorithm in args.algorithms:
+        for hyperparameters in args.hyperparams if algorithm.startswith("ppo_elmur") else [{}]:
+            for seed in args.seeds:
+                env_id = f"popgym-{args.task}-v0"
+                job = harness.make_job(algorithm, env_id, args.steps, seed, None, hyperparameters, ["float_box"])
+                variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) if hyperparameters else ""
+                label = f"{algorithm} {variant} s{seed}".replace("  ", " ")
+                if harness.cached_result(job, args.name) is None:
+                    print(f"{label}: not in the cache, skipped")
+                    continue
+                model = harness.load_model(job, args.name, device="cpu")
+                env = harness.evaluation_env(job)
+                right, answers = right_by_step(model, env, args.episodes)
+                env.close()
+                rows.append((label, right / answers))
+                if args.lag is not None and algorithm.startswith("ppo_elmur"):
+                    L, t = model.policy.config.segment_len, np.arange(len(right))
+                    same = (t - args.lag) // L == t // L
+                    scored = t >= args.lag
+                    shares = [right[scored & s].sum() / answers[scored & s].sum() for s in (same, ~same)]
+                    by_segment.append((label, L, *shares))
+    if not rows:
+        return
+    length = max(len(r) for _, r in rows)
+    if args.task == "CountRecallEasy":
+        rows.append(("no memory, knows the step", count_recall_timer_bound(length)))
+    blocks = range(0, length, args.block)
+    print(f"\n{args.task}: share of right answers by episode step ({args.episodes} episodes, deterministic)\n")
+    print("| policy | all | " + " | ".join(f"{b}-{min(b + args.block, length) - 1}" for b in blocks) + " |")
+    print("|---|---|" + "---|" * len(blocks))
+    for label, share in rows:
+        cells = " | ".join(f"{share[b : b + args.block].mean():.2f}" for b in blocks)
+        print(f"| {label} | {share.mean():.2f} | {cells} |")
+    if by_segment:
+        print(f"\nby where the card asked for (lag {args.lag}) lies\n")
+        print("| model | L | right, card in the same segment | right, card in the previous segment |")
+        print("|---|---|---|---|")
+        for label, L, same, previous in by_segment:
+            print(f"| {label} | {L} | {same:.3f} | {previous:.3f} |")
 
 
 if __name__ == "__main__":

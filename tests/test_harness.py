@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sb3_elmur
-from benchmarks import harness, popgym_probe, tmaze_horizon
+from benchmarks import harness, recall_by_position, tmaze_horizon
 from sb3_elmur import SampledTMaze
 from sb3_elmur.model import ElmurConfig
 
@@ -286,7 +286,7 @@ def test_popgym_suite_table_counts_leads_and_missing_seeds():
 
 
 def test_count_recall_timer_bound_is_the_hypergeometric_mode():
-    bound = popgym_probe.count_recall_timer_bound(3)
+    bound = recall_by_position.count_recall_timer_bound(3)
     assert bound[0] == 1  # the one card dealt is the one in view
     # one card before it, from the 51 others: of the queried colour with chance 25/51 (if the card in view is, and
     # then counted) or 26/51; the policy answers the likelier count
