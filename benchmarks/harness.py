@@ -422,10 +422,22 @@ def library_versions() -> dict[str, str | None]:
 
 
 def load_model(job: dict[str, Any], name: str, results: Path = RESULTS, device: str = "auto"):
-    """The trained model of a finished job."""
+    """The trained model of a finished job. Raises ValueError if a PPOELMUR model loads with ELMUR settings other
+    than those its result records (the model evaluated would not be the one trained)."""
     library, _, _ = ALGORITHMS[job["algorithm"]]
-    _, model_path = job_paths(job, name, results)
-    return algorithm_class(library).load(model_path, device=device)
+    json_path, model_path = job_paths(job, name, results)
+    model = algorithm_class(library).load(model_path, device=device)
+    recorded = json.loads(json_path.read_text()).get("configuration") if json_path.exists() else None
+    if library == "ppo_elmur" and recorded is not None:
+        loaded, trained = dataclasses.asdict(model.policy.config), recorded["policy_kwargs"]
+        differ = [k for k, v in loaded.items() if k in trained and trained[k] != v]
+        if differ:
+            raise ValueError(
+                f"{model_path} loads with {', '.join(f'{k}={loaded[k]!r}' for k in differ)}, but its result records "
+                f"{', '.join(f'{k}={trained[k]!r}' for k in differ)}: the checkpoint does not name the settings it "
+                "was trained with"
+            )
+    return model
 
 
 def training_env(job: dict[str, Any], n_envs: int, hyperparameters: dict[str, Any]):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -33,6 +34,19 @@ def test_job_runs_and_is_cached(tiny_run):
     assert json_path.exists() and model_path.exists()
     assert first["job"] == job and first["steps_trained"] >= 256 and 0 <= first["success"] <= 1
     assert first["elmur"]["segment_len"] == 4
+
+
+def test_a_model_that_loads_other_than_trained_is_refused(tiny_run, tmp_path):
+    job, first, results = tiny_run
+    json_path, model_path = harness.job_paths(job, "tiny", tmp_path)
+    json_path.parent.mkdir(parents=True)
+    shutil.copy(harness.job_paths(job, "tiny", results)[1], model_path)
+    harness.write_json(json_path, first)
+    assert harness.load_model(job, "tiny", tmp_path).policy.config.segment_len == 4
+    recorded = dict(first["configuration"]["policy_kwargs"], sliding_window=False)
+    harness.write_json(json_path, {**first, "configuration": {**first["configuration"], "policy_kwargs": recorded}})
+    with pytest.raises(ValueError, match="loads with sliding_window=True, but its result records sliding_window=False"):
+        harness.load_model(job, "tiny", tmp_path)
 
 
 def test_second_run_is_skipped(tiny_run, monkeypatch):
