@@ -659,6 +659,12 @@ def cached(path: Path, compute: Callable[[], Any]) -> Any:
     return result
 
 
+def _flat(configuration: dict[str, Any]) -> dict[str, Any]:
+    """A configuration with its policy arguments as ``policy_kwargs.<name>`` settings beside the others."""
+    policy = {f"policy_kwargs.{k}": v for k, v in configuration["policy_kwargs"].items()}
+    return {**{k: v for k, v in configuration.items() if k != "policy_kwargs"}, **policy}
+
+
 def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> dict | None:
     """The job's cached result, or None if it has not been run. Raises :class:`StaleResult` if the result records a
     configuration (:func:`resolved_configuration`) other than the job's today: a default changed since it ran.
@@ -671,19 +677,13 @@ def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> di
         return None
     result = json.loads(json_path.read_text())
     if "configuration" in result:
-        was, now = result["configuration"], resolved_configuration(job)
-        default = resolved_configuration(job, defaults_only=True)
-
-        def differences(was: dict, now: dict, default: dict, prefix: str = "") -> list[str]:
-            return [
-                prefix + k
-                for k in sorted(set(was) | set(now))
-                if k != "policy_kwargs"
-                and (k not in now or (was[k] != now[k] if k in was else now[k] != default.get(k)))
-            ]
-
-        changed = differences(was, now, default) + differences(
-            was["policy_kwargs"], now["policy_kwargs"], default["policy_kwargs"], "policy_kwargs."
+        was, now = _flat(result["configuration"]), _flat(resolved_configuration(job))
+        added = [k for k in now if k not in was]  # settings that did not exist when it ran
+        default = _flat(resolved_configuration(job, defaults_only=True)) if added else {}
+        changed = sorted(
+            k
+            for k in was.keys() | now.keys()
+            if k not in now or (was[k] != now[k] if k in was else now[k] != default[k])
         )
         if changed:
             raise StaleResult(

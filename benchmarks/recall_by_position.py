@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from math import comb
 
 import numpy as np
@@ -32,16 +33,16 @@ def right_by_step(model, env, episodes: int) -> tuple[np.ndarray, np.ndarray]:
     n = env.num_envs
     obs, state, episode_start = env.reset(), None, np.ones(n, dtype=bool)
     step, finished = np.zeros(n, dtype=int), 0
-    right: dict[int, list[bool]] = {}
+    right, answers = Counter[int](), Counter[int]()
     while finished < episodes:
         action, state = model.predict(obs, state=state, episode_start=episode_start, deterministic=True)
         obs, reward, episode_start, _ = env.step(action)
-        for i in range(n):
-            right.setdefault(int(step[i]), []).append(bool(reward[i] > 0))
+        answers.update(step.tolist())
+        right.update(step[reward > 0].tolist())
         step = np.where(episode_start, 0, step + 1)
         finished += int(episode_start.sum())
-    steps = range(max(right) + 1)
-    return np.array([sum(right.get(t, [])) for t in steps]), np.array([len(right.get(t, [])) for t in steps])
+    steps = range(max(answers) + 1)
+    return np.array([right[t] for t in steps]), np.array([answers[t] for t in steps])
 
 
 def count_recall_timer_bound(steps: int, deck: int = 52) -> np.ndarray:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                 env_id = f"popgym-{args.task}-v0"
                 job = harness.make_job(algorithm, env_id, args.steps, seed, None, hyperparameters, ["float_box"])
                 variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) if hyperparameters else ""
-                label = f"{algorithm} {variant} s{seed}".replace("  ", " ")
+                label = " ".join(part for part in (algorithm, variant, f"s{seed}") if part)
                 if harness.cached_result(job, args.name) is None:
                     print(f"{label}: not in the cache, skipped")
                     continue
