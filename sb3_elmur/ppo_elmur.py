@@ -14,6 +14,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explained_variance, obs_as_tensor
@@ -56,6 +57,9 @@ class PPOELMUR(OnPolicyAlgorithm):
         segment's keys and values) stored during the rollout and runs its segments in order, so the memory written by
         one segment is read by the next
         (with gradient when the policy's ``memory_gradient`` is on)
+    :param normalize_value_loss: divide the value loss by the variance of the returns (SB3's ``RunningMeanStd`` over
+        the returns of every rollout so far), so that the critic's share of the gradient through the trunk it shares
+        with the actor does not depend on the scale of the rewards
 
     The other parameters: ``n_steps`` (steps per environment per rollout), ``n_epochs``,
     ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``,
@@ -89,6 +93,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
         sequence_segments: int = 4,
+        normalize_value_loss: bool = False,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         target_kl: float | None = None,
@@ -136,6 +141,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.normalize_advantage = normalize_advantage
         self.target_kl = target_kl
         self.sequence_segments = sequence_segments
+        self.normalize_value_loss = normalize_value_loss
+        self.returns_rms = RunningMeanStd(shape=())  # here, not in _setup_model: a loaded model keeps its statistics
         self._last_state: ElmurState | None = None
         self._rollout_write_sizes: list[th.Tensor] = []  # per write step, the mean size of the writes (layers,)
         if _init_setup_model:
@@ -316,6 +323,9 @@ class PPOELMUR(OnPolicyAlgorithm):
         if self.clip_range_vf is not None:
             clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
 
+        if self.normalize_value_loss:
+            self.returns_rms.update(self.rollout_buffer.returns.flatten())
+        value_scale = 1 / float(self.returns_rms.var + 1e-8) if self.normalize_value_loss else 1.0
         entropy_losses, pg_losses, value_losses, clip_fractions, auxiliary_losses = [], [], [], [], []
         continue_training = True
         update_norms: dict[str, list[th.Tensor]] = {}
@@ -349,7 +359,8 @@ class PPOELMUR(OnPolicyAlgorithm):
                 else:
                     entropy_loss = -th.mean(entropy[mask])
                 entropy_losses.append(entropy_loss.item())
-                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss + auxiliary_loss
+                value_term = self.vf_coef * value_scale * value_loss
+                loss = policy_loss + self.ent_coef * entropy_loss + value_term + auxiliary_loss
                 auxiliary_losses.append(auxiliary_loss.item())
 
                 with th.no_grad():
@@ -423,6 +434,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         A checkpoint saved before ``sliding_window`` existed (its policy_kwargs do not name it) loads with
         ``sliding_window=False``, the model it was trained as.
         """
+        path = checkpoint_path(path)
         check_checkpoint(path)
         custom_objects = dict(custom_objects or {})
         if "policy_kwargs" not in custom_objects:
@@ -439,10 +451,17 @@ class PPOELMUR(OnPolicyAlgorithm):
         return [*super()._excluded_save_params(), "_last_state", "_rollout_write_sizes"]
 
 
+def checkpoint_path(path: str | pathlib.Path | io.BufferedIOBase) -> pathlib.Path | io.BufferedIOBase:
+    """The file SB3's ``load`` reads for ``path``: ``path`` itself, or ``path.zip`` if ``path`` does not exist."""
+    if isinstance(path, io.BufferedIOBase):
+        return path
+    path = pathlib.Path(path)
+    return path if path.exists() else pathlib.Path(f"{path}.zip")
+
+
 def check_checkpoint(path: str | pathlib.Path | io.BufferedIOBase) -> None:
     """Raise ValueError unless ``path`` is a readable SB3 checkpoint (a zip with intact ``data`` and ``policy.pth``)."""
-    if isinstance(path, str | pathlib.Path) and not pathlib.Path(path).exists():
-        path = pathlib.Path(f"{path}.zip")  # SB3 adds the suffix too; a missing file raises FileNotFoundError below
+    path = checkpoint_path(path)  # a missing file raises FileNotFoundError below
     try:
         with zipfile.ZipFile(path) as archive:
             missing = {"data", "policy.pth"} - set(archive.namelist())

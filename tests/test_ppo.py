@@ -271,3 +271,25 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
     assert loaded.policy.config.sliding_window is False
     obs = np.zeros((1, *old.observation_space.shape), dtype=np.float32)
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], old.predict(obs, deterministic=True)[0])
+
+
+def test_normalize_value_loss_divides_the_value_loss_by_the_variance_of_the_returns(tmp_path):
+    def train(**kwargs) -> PPOELMUR:
+        env = make_vec_env(TMaze, n_envs=3, env_kwargs=dict(corridor_length=20), seed=1)
+        model = PPOELMUR("ElmurPolicy", env, n_steps=30, learning_rate=1e-3, policy_kwargs=TINY, seed=0, **kwargs)
+        return model.learn(90)  # one rollout, one update
+
+    normalized = train(normalize_value_loss=True)
+    variance = float(normalized.returns_rms.var)
+    assert np.isclose(variance, normalized.rollout_buffer.returns.var(), rtol=1e-3)  # one rollout seen so far
+    assert variance < 0.5  # the T-Maze's returns: not the statistics' initial variance of 1
+    scaled = train(vf_coef=0.5 / (variance + 1e-8))
+    for a, b in zip(normalized.policy.parameters(), scaled.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    plain = train()
+    pairs = zip(normalized.policy.parameters(), plain.policy.parameters(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)
+
+    normalized.save(tmp_path / "model")
+    loaded = PPOELMUR.load(tmp_path / "model")
+    assert loaded.normalize_value_loss and loaded.returns_rms.var == normalized.returns_rms.var
