@@ -1,0 +1,97 @@
+"""How much of the gradient that reaches the shared ELMUR trunk comes from the critic, for trained harness models.
+
+    python -m benchmarks.gradient_share --task PositionOnlyPendulumEasy
+    python -m benchmarks.gradient_share --task PositionOnlyPendulumEasy --name popgym_ablation \\
+        --hyperparams '{"normalize_value_loss": true}' '{"policy_kwargs": {"separate_critic_trunk": true}}'
+
+For each cached PPOELMUR model of a POPGym task (seed and ``--hyperparams`` variant, as in
+``benchmarks.recall_by_position``): one rollout of its training envs, then, on the first minibatch of the update,
+the norm of the gradient that each term of the PPO loss sends into the actor's trunk (trunk 0): the clipped policy
+term, the value term as the update weighs it (``vf_coef``, and the variance of the returns with
+``normalize_value_loss``) and the entropy term. Also the standard deviation of the rollout's returns and the
+explained variance of its values. POPGym scales an episode's return into [-1, 1], so its returns are small and a
+plain value loss is small beside the policy term (advantages are normalised). Trains nothing: the jobs must be in
+the cache (``python -m benchmarks.popgym_suite ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.utils import explained_variance
+
+from benchmarks import harness
+
+
+def trunk_gradient_norms(model) -> dict[str, float]:
+    """One rollout, then the norms of the policy, value and entropy terms' gradients into trunk 0."""
+    callback = CallbackList([])
+    callback.init_callback(model)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    buffer, policy = model.rollout_buffer, model.policy
+    policy.set_training_mode(True)
+    trunk = list(policy.trunks[0].parameters())
+    data = next(buffer.get(model.batch_size))
+    mask = data.loss_mask
+    values, log_prob, entropy, _ = policy.evaluate_sequences(data)
+    advantages = (data.advantages - data.advantages[mask].mean()) / (data.advantages[mask].std() + 1e-8)
+    ratio = th.exp(log_prob - data.old_log_prob)
+    clip = model.clip_range(1.0)
+    terms = {
+        "policy": -th.mean(th.min(advantages * ratio, advantages * th.clamp(ratio, 1 - clip, 1 + clip))[mask]),
+        "value": model.vf_coef * th.mean(((data.returns - values) ** 2)[mask]),
+        "entropy": -model.ent_coef * th.mean((entropy if entropy is not None else -log_prob)[mask]),
+    }
+    if model.normalize_value_loss:
+        terms["value"] = terms["value"] / float(model.returns_rms.var + 1e-8)
+    norms = {}
+    for name, term in terms.items():
+        grads = th.autograd.grad(term, trunk, retain_graph=True, allow_unused=True)
+        norms[name] = float(sum(float((g**2).sum()) for g in grads if g is not None) ** 0.5)
+    returns = buffer.returns.flatten()
+    return dict(
+        norms, returns_std=float(returns.std()), explained_variance=explained_variance(buffer.values.flatten(), returns)
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default="popgym_easy", help="harness results name the models were cached in")
+    parser.add_argument("--task", default="PositionOnlyPendulumEasy")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=500_000, help="training budget of the cached jobs")
+    parser.add_argument("--hyperparams", nargs="+", type=json.loads, default=[{}], help="variants: one JSON dict each")
+    harness.add_revision_argument(parser)
+    args = parser.parse_args(argv)
+    harness.apply_revision(args)
+    th.set_num_threads(1)
+
+    print(f"\n{args.task}: gradient norms into the actor's trunk, first minibatch after one rollout\n")
+    print("| model | policy | value | entropy | value / policy | returns std | explained variance |")
+    print("|---|---|---|---|---|---|---|")
+    for hyperparameters in args.hyperparams:
+        for seed in args.seeds:
+            job = harness.make_job(
+                "ppo_elmur", f"popgym-{args.task}-v0", args.steps, seed, None, hyperparameters, ["float_box"]
+            )
+            label = f"{json.dumps(hyperparameters) if hyperparameters else 'defaults'} s{seed}"
+            if harness.cached_result(job, args.name) is None:
+                print(f"| {label}: not in the cache |")
+                continue
+            model = harness.load_model(job, args.name, device="cpu")
+            model.set_env(harness.training_env(job, job["n_envs"], {}))
+            model._setup_learn(model.n_steps * model.n_envs, None)
+            np.random.seed(seed)
+            r = trunk_gradient_norms(model)
+            print(
+                f"| {label} | {r['policy']:.3g} | {r['value']:.3g} | {r['entropy']:.3g} "
+                f"| {r['value'] / r['policy']:.2g} | {r['returns_std']:.3f} | {r['explained_variance']:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
