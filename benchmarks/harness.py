@@ -554,8 +554,8 @@ def load_checkpoint(job: dict[str, Any], model_path: Path, env):
     if not progress_path.exists():
         return None
     progress = json.loads(progress_path.read_text())
-    if progress["configuration"] != resolved_configuration(job):
-        print("  the checkpoint was made with other settings: starting over", flush=True)
+    if changed := changed_settings(progress["configuration"], job):
+        print(f"  the checkpoint was made with other settings ({', '.join(changed)}): starting over", flush=True)
         remove_checkpoint(model_path)
         return None
     if progress["vec_normalize"]:
@@ -665,31 +665,32 @@ def _flat(configuration: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in configuration.items() if k != "policy_kwargs"}, **policy}
 
 
+def changed_settings(recorded: dict[str, Any], job: dict[str, Any]) -> list[str]:
+    """The settings of a recorded configuration (:func:`resolved_configuration`) that differ from the job's today.
+
+    A setting the record lacks did not exist when it was made: it is a difference only where the job sets it away
+    from its default (a new option comes with a default that keeps the old behaviour; a change of behaviour bumps
+    ``PPO_ELMUR_REVISION`` instead)."""
+    was, now = _flat(recorded), _flat(resolved_configuration(job))
+    added = [k for k in now if k not in was]  # settings that did not exist when it was made
+    default = _flat(resolved_configuration(job, defaults_only=True)) if added else {}
+    return sorted(
+        k for k in was.keys() | now.keys() if k not in now or (was[k] != now[k] if k in was else now[k] != default[k])
+    )
+
+
 def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> dict | None:
     """The job's cached result, or None if it has not been run. Raises :class:`StaleResult` if the result records a
-    configuration (:func:`resolved_configuration`) other than the job's today: a default changed since it ran.
-
-    A setting the result does not record did not exist when it ran: it is a difference only where the job sets it
-    away from its default (a new option comes with a default that keeps the old behaviour; a change of behaviour
-    bumps ``PPO_ELMUR_REVISION`` instead)."""
+    configuration other than the job's today (:func:`changed_settings`): a default changed since it ran."""
     json_path, _ = job_paths(job, name, results)
     if not json_path.exists():
         return None
     result = json.loads(json_path.read_text())
-    if "configuration" in result:
-        was, now = _flat(result["configuration"]), _flat(resolved_configuration(job))
-        added = [k for k in now if k not in was]  # settings that did not exist when it ran
-        default = _flat(resolved_configuration(job, defaults_only=True)) if added else {}
-        changed = sorted(
-            k
-            for k in was.keys() | now.keys()
-            if k not in now or (was[k] != now[k] if k in was else now[k] != default[k])
+    if "configuration" in result and (changed := changed_settings(result["configuration"], job)):
+        raise StaleResult(
+            f"{json_path} was made with other settings ({', '.join(changed)} differ from today's); bump "
+            "PPO_ELMUR_REVISION in benchmarks/harness.py after changing a default, or use another --name"
         )
-        if changed:
-            raise StaleResult(
-                f"{json_path} was made with other settings ({', '.join(changed)} differ from today's); bump "
-                "PPO_ELMUR_REVISION in benchmarks/harness.py after changing a default, or use another --name"
-            )
     return result
 
 

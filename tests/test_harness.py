@@ -125,6 +125,9 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert json.loads(record.read_text())["steps"] == 512 and harness.cached_result(job, "tiny", tmp_path) is None
     assert updates == [2]  # the checkpoint holds both rollouts' updates (n_epochs=1: one each)
     assert len(list(tmp_path.glob("tiny/*.checkpoint-*"))) == 1  # the 256-step checkpoint was replaced
+    progress = json.loads(record.read_text())
+    del progress["configuration"]["normalize_value_loss"]  # as if saved before the option (at its default) existed
+    record.write_text(json.dumps(progress))
 
     monkeypatch.setattr(harness, "save_checkpoint", save)
     result = harness.cached_job(job, "tiny", tmp_path, progress_every=0)
