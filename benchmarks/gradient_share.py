@@ -25,6 +25,7 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.utils import explained_variance
 
 from benchmarks import harness
+from benchmarks.popgym_suite import popgym_job
 
 
 def trunk_gradient_norms(model) -> dict[str, float]:
@@ -75,9 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|")
     for hyperparameters in args.hyperparams:
         for seed in args.seeds:
-            job = harness.make_job(
-                "ppo_elmur", f"popgym-{args.task}-v0", args.steps, seed, None, hyperparameters, ["float_box"]
-            )
+            job = popgym_job("ppo_elmur", args.task, args.steps, seed, hyperparameters)
             label = f"{json.dumps(hyperparameters) if hyperparameters else 'defaults'} s{seed}"
             if harness.cached_result(job, args.name) is None:
                 print(f"| {label}: not in the cache |")

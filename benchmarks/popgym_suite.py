@@ -43,6 +43,28 @@ def easy_tasks() -> list[str]:
     return [v["id"].removeprefix("popgym-").removesuffix("-v0") for v in ALL_EASY.values()]
 
 
+def popgym_job(
+    algorithm: str,
+    task: str,
+    steps: int,
+    seed: int,
+    hyperparameters: dict | None = None,
+    wrappers: list[str] | None = None,
+    eval_episodes: int = 100,
+) -> dict:
+    """The harness job of ``algorithm`` on the POPGym ``task`` (e.g. ``RepeatPreviousEasy``), in the suite's
+    observation (``float_box``, unless ``wrappers`` says otherwise)."""
+    return harness.make_job(
+        algorithm,
+        f"popgym-{task}-v0",
+        steps,
+        seed,
+        hyperparameters=hyperparameters,
+        wrappers=wrappers or ["float_box"],
+        eval_episodes=eval_episodes,
+    )
+
+
 def task_returns(results: list[dict], task: str, algorithm: str) -> list[float]:
     """The normalised returns of ``algorithm``'s runs (one per seed) on ``task``."""
     return [
@@ -148,15 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     wrappers = ["float_box"] + (["prev_action_reward"] if args.prev_action_reward else [])
     name = args.name or ("popgym_easy_prev_action_reward" if args.prev_action_reward else "popgym_easy")
     jobs = [
-        harness.make_job(
-            algorithm,
-            f"popgym-{task}-v0",
-            args.steps,
-            seed,
-            hyperparameters=args.hyperparams.get(algorithm, {}),
-            wrappers=wrappers,
-            eval_episodes=args.eval_episodes,
-        )
+        popgym_job(algorithm, task, args.steps, seed, args.hyperparams.get(algorithm, {}), wrappers, args.eval_episodes)
         for task in tasks
         for algorithm in args.algorithms
         for seed in args.seeds

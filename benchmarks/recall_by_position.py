@@ -26,6 +26,7 @@ from math import comb
 import numpy as np
 
 from benchmarks import harness
+from benchmarks.popgym_suite import popgym_job
 
 
 def right_by_step(model, env, episodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     for algorithm in args.algorithms:
         for hyperparameters in args.hyperparams if algorithm.startswith("ppo_elmur") else [{}]:
             for seed in args.seeds:
-                env_id = f"popgym-{args.task}-v0"
-                job = harness.make_job(algorithm, env_id, args.steps, seed, None, hyperparameters, ["float_box"])
+                job = popgym_job(algorithm, args.task, args.steps, seed, hyperparameters)
                 variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) if hyperparameters else ""
                 label = " ".join(part for part in (algorithm, variant, f"s{seed}") if part)
                 if harness.cached_result(job, args.name) is None:
