@@ -83,8 +83,9 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # What a ppo_elmur job learns, by revision of the package: a change that alters it (a default, the minibatching)
 # bumps the revision, so the cache does not serve results of the earlier code as current ones. Jobs of revision 1
 # have no revision field (their cache keys predate it); ``--ppo-elmur-revision 1`` reprints their tables.
-# 1: sessions up to the batch_size change; 2: SB3's number of minibatches, sliding-window self-attention by default.
-PPO_ELMUR_REVISION = 2
+# 1: sessions up to the batch_size change; 2: SB3's number of minibatches, sliding-window self-attention by default;
+# 3: a critic trunk of its own by default (separate_critic_trunk=True).
+PPO_ELMUR_REVISION = 3
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------

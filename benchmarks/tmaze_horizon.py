@@ -13,10 +13,11 @@ Training jobs go through ``benchmarks/harness.py`` (cached JSON and model zip un
 
 Outputs: a Markdown table of success per length, ``horizon.png`` (success against corridor length, log x, with
 each ELMUR configuration's theoretical horizon ``H(eps) = M * L * ln(eps) / ln(1 - lambda)`` marked) and, for
-every ELMUR model, a retention probe (``probe.png``): the layer memory (``state[0]``, shape (n_envs,
-n_layers_total, M, d)) is recorded at each segment boundary of ``--probe-episodes`` episodes at corridor
-``--probe-corridor``; against segments elapsed since the cue it plots the cue's imprint on the flattened memory and
-the accuracy of a linear probe fitted at the first boundary and kept fixed (:func:`retention`).
+every ELMUR model, a retention probe (``probe.png``): the actor's layer memory (the first ``n_layers`` of
+``state[0]``, shape (n_envs, n_layers_total, M, d); a critic trunk's layers follow them) is recorded at each
+segment boundary of ``--probe-episodes`` episodes at corridor ``--probe-corridor``; against segments elapsed since
+the cue it plots the cue's imprint on the flattened memory and the accuracy of a linear probe fitted at the first
+boundary and kept fixed (:func:`retention`).
 """
 
 from __future__ import annotations
@@ -118,11 +119,13 @@ def cached_eval(
 
 def record_memory(model, corridor_length: int, episodes: int, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
     """Cues (0 up, 1 down) of ``episodes`` T-Maze episodes and, per segment boundary k = 1, 2, ..., the flattened
-    layer memory of every episode after its k-th segment (one batch of ``episodes`` envs, deterministic actions)."""
+    layer memory of the actor's trunk of every episode after its k-th segment (one batch of ``episodes`` envs,
+    deterministic actions)."""
     env = harness.make_env("PassiveTMaze-v0", episodes, {"corridor_length": corridor_length}, [], seed)
     obs = env.reset()
     cues = (obs[:, 1] > 0.5).astype(int)  # the first observation shows the cue: [1, 0, .] up, [0, 1, .] down
-    segment_len = harness.elmur_config(model)["segment_len"]
+    config = harness.elmur_config(model)
+    segment_len, actor_layers = config["segment_len"], config["n_layers"]
     state, episode_start = None, np.ones(episodes, dtype=bool)
     finished = np.zeros(episodes, dtype=bool)
     memories: list[np.ndarray] = []
@@ -132,7 +135,7 @@ def record_memory(model, corridor_length: int, episodes: int, seed: int = 0) -> 
         if finished.any() or len(set(step.tolist())) != 1:
             raise RuntimeError("T-Maze episodes of one batch should run in lockstep")
         if step[0] % segment_len == 0:
-            memories.append(state[0].reshape(episodes, -1).copy())
+            memories.append(state[0][:, :actor_layers].reshape(episodes, -1).copy())
         obs, _, episode_start, _ = env.step(action)
         finished |= episode_start
     env.close()

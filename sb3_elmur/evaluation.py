@@ -50,7 +50,8 @@ def record_memory(model: BaseAlgorithm, env: VecEnv, max_steps: int = 10_000, de
     :param env: a VecEnv (its first environment is recorded)
     :param max_steps: stop after this many steps if the episode has not ended
     :param deterministic: take the most likely actions
-    :return: ``memory`` (T, layers, M, d) and ``anchors`` (T, layers, M) before each step, ``rewards`` (T,)
+    :return: ``memory`` (T, layers, M, d) and ``anchors`` (T, layers, M) before each step (the layers of every trunk,
+        the actor's first, then the critic trunk's), ``rewards`` (T,)
     """
     policy = cast(ElmurActorCriticPolicy, model.policy)
     obs = cast(np.ndarray, env.reset())

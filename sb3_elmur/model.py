@@ -72,7 +72,7 @@ class ElmurConfig:
     norm_first: bool = False
     sliding_window: bool = True
     memory_gradient: bool = True
-    separate_critic_trunk: bool = False
+    separate_critic_trunk: bool = True
     features_skip: bool = True
     reconstruction_coef: float = 0.0
     episode_clock: bool = False

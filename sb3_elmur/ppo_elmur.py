@@ -32,6 +32,9 @@ from sb3_elmur.policies import (
     check_observation_space,
 )
 
+# ELMUR knobs whose default changed or that were added after checkpoints were first saved without them: a checkpoint
+# whose policy_kwargs lack one was trained with this value
+EARLIER_DEFAULTS: dict[str, Any] = {"sliding_window": False, "separate_critic_trunk": False}
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 SelfPPOELMUR = TypeVar("SelfPPOELMUR", bound="PPOELMUR")
 # the default learning rate: 3e-4 at the start of ``learn``, decaying linearly to 0 at its end
@@ -431,8 +434,8 @@ class PPOELMUR(OnPolicyAlgorithm):
     ) -> SelfPPOELMUR:
         """Load a model saved by :meth:`save` (arguments as SB3's ``load``); a corrupt file raises ValueError.
 
-        A checkpoint saved before ``sliding_window`` existed (its policy_kwargs do not name it) loads with
-        ``sliding_window=False``, the model it was trained as.
+        A checkpoint whose policy_kwargs do not name a knob added or changed since (``sliding_window``,
+        ``separate_critic_trunk``) loads with that knob's value of the time, the model it was trained as.
         """
         path = checkpoint_path(path)
         check_checkpoint(path)
@@ -443,8 +446,8 @@ class PPOELMUR(OnPolicyAlgorithm):
             if isinstance(path, io.BufferedIOBase):
                 path.seek(0)
             saved = data.get("policy_kwargs") or {}
-            if "sliding_window" not in saved:
-                custom_objects["policy_kwargs"] = {**saved, "sliding_window": False}
+            if missing := {k: v for k, v in EARLIER_DEFAULTS.items() if k not in saved}:
+                custom_objects["policy_kwargs"] = {**saved, **missing}
         return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:

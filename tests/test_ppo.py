@@ -50,10 +50,10 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
     "env_class, policy, policy_kwargs",
     [
         (TMaze, "ElmurPolicy", {}),
-        (TMaze, "ElmurPolicy", dict(separate_critic_trunk=True, norm_first=True, memory_gradient=False)),
+        (TMaze, "ElmurPolicy", dict(separate_critic_trunk=False, norm_first=True, memory_gradient=False)),
         (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros", reconstruction_coef=1.0)),
         (TMaze, "ElmurPolicy", dict(sliding_window=False)),
-        (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=True)),
+        (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=False)),
         (TMaze, "ElmurPolicy", dict(episode_clock=True)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
         (DictTMaze, "MultiInputElmurPolicy", dict(sliding_window=False)),
@@ -223,7 +223,8 @@ def test_memory_is_logged_and_recorded():
     model = make_model()
     model.learn(3 * 30 * 3)
     values = model.logger.name_to_value
-    n_layers = model.policy.config.n_layers
+    n_layers = model.policy.config.n_layers * len(model.policy.trunks)  # actor's and critic's trunk
+    assert len(model.policy.trunks) == 2
     for layer in range(n_layers):
         assert values[f"memory/slot_norm_{layer}"] > 0 and values[f"memory/write_size_{layer}"] > 0
         assert 0 < values[f"memory/read_share_{layer}"] < 1
@@ -248,16 +249,18 @@ def test_predict_returns_a_named_state():
 
 
 def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
-    """Saved policy_kwargs name every ELMUR knob; a checkpoint from before sliding_window loads without it."""
+    """Saved policy_kwargs name every ELMUR knob; a checkpoint from before sliding_window and separate_critic_trunk
+    were on by default (its policy_kwargs do not name them) loads with both off, as it was trained."""
     import json
     import zipfile
 
     model = make_model()
     assert model.policy_kwargs["sliding_window"] is True and model.policy_kwargs["segment_len"] == SEGMENT
+    assert model.policy_kwargs["separate_critic_trunk"] is True
     model.save(tmp_path / "new.zip")
     assert PPOELMUR.load(tmp_path / "new.zip").policy.config == model.policy.config
 
-    old = make_model(sliding_window=False)
+    old = make_model(sliding_window=False, separate_critic_trunk=False)
     old.save(tmp_path / "old.zip")
     with zipfile.ZipFile(tmp_path / "old.zip") as archive:  # as saved before the knob existed
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -268,7 +271,7 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
         for name, content in members.items():
             archive.writestr(name, content)
     loaded = PPOELMUR.load(tmp_path / "old.zip")
-    assert loaded.policy.config.sliding_window is False
+    assert loaded.policy.config.sliding_window is False and loaded.policy.config.separate_critic_trunk is False
     obs = np.zeros((1, *old.observation_space.shape), dtype=np.float32)
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], old.predict(obs, deterministic=True)[0])
 
