@@ -44,6 +44,7 @@ import importlib.resources
 import inspect
 import json
 import os
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -86,6 +87,9 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # 1: sessions up to the batch_size change; 2: SB3's number of minibatches, sliding-window self-attention by default;
 # 3: a critic trunk of its own by default (separate_critic_trunk=True).
 PPO_ELMUR_REVISION = 3
+# Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
+# set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
+SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2]}
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------
@@ -695,10 +699,49 @@ def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> di
     return result
 
 
+def equivalent_result(job: dict[str, Any], results: Path = RESULTS) -> tuple[Path, dict] | None:
+    """A result, under any benchmark name, of a ppo_elmur job of one of ``SAME_CODE_REVISIONS`` whose hyperparameters
+    resolve to exactly the job's configuration today (everything else of the job equal): the same training."""
+    same_code = SAME_CODE_REVISIONS.get(job.get("ppo_elmur_revision", 1), [])
+    rest = {k: v for k, v in job.items() if k not in ("hyperparameters", "ppo_elmur_revision")}
+    for path in sorted(results.glob("*/*.json")):
+        result = json.loads(path.read_text())
+        other = result.get("job", {})
+        if other.get("ppo_elmur_revision") not in same_code or "configuration" not in result:
+            continue
+        if {k: v for k, v in other.items() if k not in ("hyperparameters", "ppo_elmur_revision")} != rest:
+            continue
+        if not changed_settings(result["configuration"], job):
+            return path, result
+    return None
+
+
+def adopt(job: dict[str, Any], name: str, source: Path, result: dict, results: Path = RESULTS) -> dict:
+    """Cache ``result`` (:func:`equivalent_result`, from the JSON at ``source``) as the job's, with its model zip (and
+    VecNormalize statistics) if they are there, recording where it came from."""
+    json_path, model_path = job_paths(job, name, results)
+    for suffix in (".zip", ".pkl"):
+        if source.with_suffix(suffix).exists():
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source.with_suffix(suffix), model_path.with_suffix(suffix))
+    adopted = {
+        **result,
+        "job": job,
+        "key": job_key(job),
+        "adopted_from": {"path": str(source.relative_to(results)), "job": result["job"]},
+    }
+    write_json(json_path, adopted)
+    print(f"adopted {source} as {json_path.name}: {summary(adopted)}", flush=True)
+    return adopted
+
+
 def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress_every: int = 50_000) -> dict:
-    """The job's cached result, else run it and cache it (JSON and model zip under ``results/name/``)."""
+    """The job's cached result, else an equivalent one adopted (:func:`equivalent_result`), else run it and cache it
+    (JSON and model zip under ``results/name/``)."""
     if (result := cached_result(job, name, results)) is not None:
         return result
+    if (found := equivalent_result(job, results)) is not None:
+        return adopt(job, name, *found, results=results)
     json_path, model_path = job_paths(job, name, results)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     print(

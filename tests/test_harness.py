@@ -310,3 +310,38 @@ def test_count_recall_timer_bound_is_the_hypergeometric_mode():
     assert bound[1] == pytest.approx((26 / 51 + 26 / 51) / 2)
     two = [math.comb(25, k) * math.comb(26, 2 - k) / math.comb(51, 2) for k in range(3)]
     assert bound[2] == pytest.approx(max(two))  # by symmetry the same for both colours of the card in view
+
+
+def test_a_job_of_an_earlier_revision_with_the_same_code_and_configuration_is_adopted(tiny_run, tmp_path, monkeypatch):
+    """An ablation of revision 2 that set today's defaults explicitly is today's job: adopted with its model, not
+    rerun; one whose configuration differs, or of a revision with other code, is not."""
+    job, first, results = tiny_run
+    assert job["ppo_elmur_revision"] == 3 and harness.SAME_CODE_REVISIONS[3] == [2]
+    explicit = {**TINY, "policy_kwargs": {**TINY["policy_kwargs"], "separate_critic_trunk": True}}
+    then = {**job, "ppo_elmur_revision": 2, "hyperparameters": explicit}
+    source, _ = harness.job_paths(then, "ablation_then", tmp_path)
+    source.parent.mkdir(parents=True)
+    shutil.copy(harness.job_paths(job, "tiny", results)[1], source.with_suffix(".zip"))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the job ran")
+
+    monkeypatch.setattr(harness, "run_job", fail)
+    shared_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=False)
+    for other in [
+        {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": shared_trunk}},
+        {**first, "job": {**then, "ppo_elmur_revision": 1}},
+        {**first, "job": {**then, "seed": 1}},
+    ]:
+        harness.write_json(source, other)
+        with pytest.raises(AssertionError, match="the job ran"):
+            harness.cached_job(job, "suite", tmp_path)
+    harness.write_json(source, {**first, "job": then})
+    adopted = harness.cached_job(job, "suite", tmp_path)
+    assert adopted["job"] == job and adopted["adopted_from"]["job"] == then
+    assert adopted["adopted_from"]["path"] == f"ablation_then/{source.name}"
+    assert {k: adopted[k] for k in ("success", "configuration", "curve")} == {
+        k: first[k] for k in ("success", "configuration", "curve")
+    }
+    assert harness.cached_job(job, "suite", tmp_path) == adopted  # now cached under its own key
+    assert harness.load_model(job, "suite", tmp_path).policy.config.separate_critic_trunk is True
