@@ -36,19 +36,13 @@ def trunk_gradient_norms(model) -> dict[str, float]:
     buffer, policy = model.rollout_buffer, model.policy
     policy.set_training_mode(True)
     trunk = list(policy.trunks[0].parameters())
-    data = next(buffer.get(model.batch_size))
-    mask = data.loss_mask
-    values, log_prob, entropy, _ = policy.evaluate_sequences(data)
-    advantages = (data.advantages - data.advantages[mask].mean()) / (data.advantages[mask].std() + 1e-8)
-    ratio = th.exp(log_prob - data.old_log_prob)
-    clip = model.clip_range(1.0)
-    terms = {
-        "policy": -th.mean(th.min(advantages * ratio, advantages * th.clamp(ratio, 1 - clip, 1 + clip))[mask]),
-        "value": model.vf_coef * th.mean(((data.returns - values) ** 2)[mask]),
-        "entropy": -model.ent_coef * th.mean((entropy if entropy is not None else -log_prob)[mask]),
+    clip_range_vf = None if model.clip_range_vf is None else model.clip_range_vf(1.0)
+    loss = model.minibatch_loss(next(buffer.get(model.batch_size)), model.clip_range(1.0), clip_range_vf)
+    terms = {  # as the update weighs them
+        "policy": loss.policy_loss,
+        "value": model.vf_coef * model.value_loss_scale() * loss.value_loss,
+        "entropy": model.ent_coef * loss.entropy_loss,
     }
-    if model.normalize_value_loss:
-        terms["value"] = terms["value"] / float(model.returns_rms.var + 1e-8)
     norms = {}
     for name, term in terms.items():
         grads = th.autograd.grad(term, trunk, retain_graph=True, allow_unused=True)

@@ -82,11 +82,12 @@ ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # What a ppo_elmur job learns, by revision of the package: a change that alters it (a default, the minibatching)
-# bumps the revision, so the cache does not serve results of the earlier code as current ones. Jobs of revision 1
+# bumps CODE_REVISION, so the cache does not serve results of the earlier code as current ones. Jobs of revision 1
 # have no revision field (their cache keys predate it); ``--ppo-elmur-revision 1`` reprints their tables.
 # 1: sessions up to the batch_size change; 2: SB3's number of minibatches, sliding-window self-attention by default;
 # 3: a critic trunk of its own by default (separate_critic_trunk=True).
-PPO_ELMUR_REVISION = 3
+CODE_REVISION = 3  # what today's code learns
+PPO_ELMUR_REVISION = CODE_REVISION  # the revision of the jobs a command makes or reads (``--ppo-elmur-revision``)
 # Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
 # set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
 SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2]}
@@ -684,17 +685,25 @@ def changed_settings(recorded: dict[str, Any], job: dict[str, Any]) -> list[str]
     )
 
 
+def earlier_revision(job: dict[str, Any]) -> bool:
+    """Whether ``job`` is a ppo_elmur job of a revision before today's code (``--ppo-elmur-revision``)."""
+    return ALGORITHMS[job["algorithm"]][0] == "ppo_elmur" and job.get("ppo_elmur_revision", 1) < CODE_REVISION
+
+
 def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> dict | None:
     """The job's cached result, or None if it has not been run. Raises :class:`StaleResult` if the result records a
-    configuration other than the job's today (:func:`changed_settings`): a default changed since it ran."""
+    configuration other than the job's today (:func:`changed_settings`): a default changed since it ran. (A job of
+    an earlier revision is served as recorded: today's defaults are not the ones it ran with.)"""
     json_path, _ = job_paths(job, name, results)
     if not json_path.exists():
         return None
     result = json.loads(json_path.read_text())
+    if earlier_revision(job):
+        return result
     if "configuration" in result and (changed := changed_settings(result["configuration"], job)):
         raise StaleResult(
             f"{json_path} was made with other settings ({', '.join(changed)} differ from today's); bump "
-            "PPO_ELMUR_REVISION in benchmarks/harness.py after changing a default, or use another --name"
+            "CODE_REVISION in benchmarks/harness.py after changing a default, or use another --name"
         )
     return result
 
@@ -740,6 +749,11 @@ def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress
     (JSON and model zip under ``results/name/``)."""
     if (result := cached_result(job, name, results)) is not None:
         return result
+    if earlier_revision(job):
+        raise ValueError(
+            f"{job_stem(job)} is a job of revision {job['ppo_elmur_revision']}, not in the cache: "
+            f"today's code learns as revision {CODE_REVISION}, so it cannot run it"
+        )
     if (found := equivalent_result(job, results)) is not None:
         return adopt(job, name, *found, results=results)
     json_path, model_path = job_paths(job, name, results)

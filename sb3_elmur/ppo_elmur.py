@@ -4,7 +4,7 @@ import dataclasses
 import io
 import pathlib
 import zipfile
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, NamedTuple, TypeVar, cast
 
 import numpy as np
 import torch as th
@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from sb3_elmur.buffers import ElmurRolloutBuffer
+from sb3_elmur.buffers import ElmurRolloutBuffer, ElmurSequenceSamples
 from sb3_elmur.model import ElmurLayer, ElmurState, ElmurTransformer
 from sb3_elmur.policies import (
     CnnElmurPolicy,
@@ -39,6 +39,18 @@ SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, sp
 SelfPPOELMUR = TypeVar("SelfPPOELMUR", bound="PPOELMUR")
 # the default learning rate: 3e-4 at the start of ``learn``, decaying linearly to 0 at its end
 LINEAR_DECAY_3E_4 = LinearSchedule(3e-4, 0.0, 1.0)
+
+
+class PPOLoss(NamedTuple):
+    """One minibatch's PPO loss and its terms (scalars)."""
+
+    loss: th.Tensor  # what the update minimises: policy + ent_coef * entropy + vf_coef * scale * value + auxiliary
+    policy_loss: th.Tensor  # clipped surrogate of the (normalised) advantages
+    value_loss: th.Tensor  # squared error of the (clipped) values against the returns
+    entropy_loss: th.Tensor  # minus the entropy
+    auxiliary_loss: th.Tensor  # reconstruction loss, weighted by reconstruction_coef (0 when off)
+    approx_kl: th.Tensor  # KL(old || new) estimate, no gradient
+    clip_fraction: th.Tensor  # share of steps whose ratio was clipped, no gradient
 
 
 class PPOELMUR(OnPolicyAlgorithm):
@@ -323,12 +335,11 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
-        if self.clip_range_vf is not None:
-            clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
-
+        clip_range_vf = (
+            None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
+        )
         if self.normalize_value_loss:
             self.returns_rms.update(self.rollout_buffer.returns.flatten())
-        value_scale = 1 / float(self.returns_rms.var + 1e-8) if self.normalize_value_loss else 1.0
         entropy_losses, pg_losses, value_losses, clip_fractions, auxiliary_losses = [], [], [], [], []
         continue_training = True
         update_norms: dict[str, list[th.Tensor]] = {}
@@ -336,40 +347,17 @@ class PPOELMUR(OnPolicyAlgorithm):
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for data in self.rollout_buffer.get(self.batch_size):
-                mask = data.loss_mask
-                values, log_prob, entropy, auxiliary_loss = self.policy.evaluate_sequences(data)
+                terms = self.minibatch_loss(data, clip_range, clip_range_vf)
                 for handle in watching:
                     handle.remove()
                 watching = []
-                advantages = data.advantages
-                if self.normalize_advantage and mask.sum() > 1:
-                    advantages = (advantages - advantages[mask].mean()) / (advantages[mask].std() + 1e-8)
-                ratio = th.exp(log_prob - data.old_log_prob)
-                policy_loss_1 = advantages * ratio
-                policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
-                policy_loss = -th.mean(th.min(policy_loss_1, policy_loss_2)[mask])
-                pg_losses.append(policy_loss.item())
-                clip_fractions.append(th.mean((th.abs(ratio - 1) > clip_range).float()[mask]).item())
-
-                if self.clip_range_vf is None:
-                    values_pred = values
-                else:
-                    values_pred = data.old_values + th.clamp(values - data.old_values, -clip_range_vf, clip_range_vf)
-                value_loss = th.mean(((data.returns - values_pred) ** 2)[mask])
-                value_losses.append(value_loss.item())
-                if entropy is None:
-                    entropy_loss = -th.mean(-log_prob[mask])
-                else:
-                    entropy_loss = -th.mean(entropy[mask])
-                entropy_losses.append(entropy_loss.item())
-                value_term = self.vf_coef * value_scale * value_loss
-                loss = policy_loss + self.ent_coef * entropy_loss + value_term + auxiliary_loss
-                auxiliary_losses.append(auxiliary_loss.item())
-
-                with th.no_grad():
-                    log_ratio = log_prob - data.old_log_prob
-                    approx_kl_div = th.mean(((th.exp(log_ratio) - 1) - log_ratio)[mask]).cpu().numpy()
-                    approx_kl_divs.append(approx_kl_div)
+                pg_losses.append(terms.policy_loss.item())
+                value_losses.append(terms.value_loss.item())
+                entropy_losses.append(terms.entropy_loss.item())
+                auxiliary_losses.append(terms.auxiliary_loss.item())
+                clip_fractions.append(terms.clip_fraction.item())
+                approx_kl_div = terms.approx_kl.cpu().numpy()
+                approx_kl_divs.append(approx_kl_div)
                 if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
                     continue_training = False
                     if self.verbose >= 1:
@@ -377,7 +365,7 @@ class PPOELMUR(OnPolicyAlgorithm):
                     break
 
                 self.policy.optimizer.zero_grad()
-                loss.backward()
+                terms.loss.backward()
                 th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.policy.optimizer.step()
 
@@ -391,7 +379,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.logger.record("train/value_loss", np.mean(value_losses))
         self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
         self.logger.record("train/clip_fraction", np.mean(clip_fractions))
-        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/loss", terms.loss.item())
         if self.policy.reconstruction is not None:
             self.logger.record("train/reconstruction_loss", np.mean(auxiliary_losses))
         self.logger.record("train/explained_variance", explained_var)
@@ -400,8 +388,46 @@ class PPOELMUR(OnPolicyAlgorithm):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)
-        if self.clip_range_vf is not None:
+        if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+
+    def value_loss_scale(self) -> float:
+        """The factor of the value loss besides ``vf_coef``: 1 / variance of the returns seen so far with
+        ``normalize_value_loss``, else 1."""
+        return 1 / float(self.returns_rms.var + 1e-8) if self.normalize_value_loss else 1.0
+
+    def minibatch_loss(self, data: ElmurSequenceSamples, clip_range: float, clip_range_vf: float | None) -> PPOLoss:
+        """The PPO loss of one minibatch of whole-segment sequences (its steps outside the rollout, the ``loss_mask``,
+        left out), term by term, and its statistics; ``clip_range_vf`` None: the value is not clipped."""
+        mask = data.loss_mask
+        values, log_prob, entropy, auxiliary_loss = self.policy.evaluate_sequences(data)
+        advantages = data.advantages
+        if self.normalize_advantage and mask.sum() > 1:
+            advantages = (advantages - advantages[mask].mean()) / (advantages[mask].std() + 1e-8)
+        ratio = th.exp(log_prob - data.old_log_prob)
+        policy_loss_1 = advantages * ratio
+        policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+        policy_loss = -th.mean(th.min(policy_loss_1, policy_loss_2)[mask])
+        if clip_range_vf is None:
+            values_pred = values
+        else:
+            values_pred = data.old_values + th.clamp(values - data.old_values, -clip_range_vf, clip_range_vf)
+        value_loss = th.mean(((data.returns - values_pred) ** 2)[mask])
+        entropy_loss = -th.mean(-log_prob[mask]) if entropy is None else -th.mean(entropy[mask])
+        value_term = self.vf_coef * self.value_loss_scale() * value_loss
+        with th.no_grad():
+            log_ratio = log_prob - data.old_log_prob
+            approx_kl = th.mean(((th.exp(log_ratio) - 1) - log_ratio)[mask])
+            clip_fraction = th.mean((th.abs(ratio - 1) > clip_range).float()[mask])
+        return PPOLoss(
+            loss=policy_loss + self.ent_coef * entropy_loss + value_term + auxiliary_loss,
+            policy_loss=policy_loss,
+            value_loss=value_loss,
+            entropy_loss=entropy_loss,
+            auxiliary_loss=auxiliary_loss,
+            approx_kl=approx_kl,
+            clip_fraction=clip_fraction,
+        )
 
     def learn(
         self: SelfPPOELMUR,

@@ -345,3 +345,19 @@ def test_a_job_of_an_earlier_revision_with_the_same_code_and_configuration_is_ad
     }
     assert harness.cached_job(job, "suite", tmp_path) == adopted  # now cached under its own key
     assert harness.load_model(job, "suite", tmp_path).policy.config.separate_critic_trunk is True
+
+
+def test_a_job_of_an_earlier_revision_is_read_as_recorded_and_never_run(tiny_run, tmp_path, monkeypatch):
+    job, first, _ = tiny_run
+    monkeypatch.setattr(harness, "PPO_ELMUR_REVISION", 2)  # --ppo-elmur-revision 2
+    old = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3}, TINY, eval_episodes=8)
+    assert old["ppo_elmur_revision"] == 2 and harness.earlier_revision(old) and not harness.earlier_revision(job)
+    with pytest.raises(ValueError, match="revision 2, not in the cache: today's code learns as revision 3"):
+        harness.cached_job(old, "tiny", tmp_path)
+    shared_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=False)  # its defaults then
+    recorded = {**first, "configuration": {**first["configuration"], "policy_kwargs": shared_trunk}}
+    harness.write_json(harness.job_paths(old, "tiny", tmp_path)[0], {**recorded, "job": old})
+    assert harness.cached_result(old, "tiny", tmp_path) == {**recorded, "job": old}
+    harness.write_json(harness.job_paths(job, "tiny", tmp_path)[0], recorded)  # today's job: stale
+    with pytest.raises(harness.StaleResult, match=r"policy_kwargs\.separate_critic_trunk"):
+        harness.cached_result(job, "tiny", tmp_path)
