@@ -75,6 +75,10 @@ class PPOELMUR(OnPolicyAlgorithm):
     :param normalize_value_loss: divide the value loss by the variance of the returns (SB3's ``RunningMeanStd`` over
         the returns of every rollout so far), so that the critic's share of the gradient through the trunk it shares
         with the actor does not depend on the scale of the rewards
+    :param compile_update: run the update's minibatch forward and backward passes through ``torch.compile``: the same
+        computation up to floating-point rounding, faster once compiled, but each new minibatch shape first compiles
+        (a minute or more on a small CPU; cached on disk by torch for later processes). Worth it for long runs; needs
+        what ``torch.compile`` needs on the device (a C++ compiler on CPU)
 
     The other parameters: ``n_steps`` (steps per environment per rollout), ``n_epochs``,
     ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``,
@@ -109,6 +113,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         max_grad_norm: float = 0.5,
         sequence_segments: int = 4,
         normalize_value_loss: bool = False,
+        compile_update: bool = False,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         target_kl: float | None = None,
@@ -157,6 +162,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self.sequence_segments = sequence_segments
         self.normalize_value_loss = normalize_value_loss
+        self.compile_update = compile_update
         self.returns_rms = RunningMeanStd(shape=())  # here, not in _setup_model: a loaded model keeps its statistics
         self._last_state: ElmurState | None = None
         self._rollout_write_sizes: list[th.Tensor] = []  # per write step, the mean size of the writes (layers,)
@@ -176,6 +182,9 @@ class PPOELMUR(OnPolicyAlgorithm):
             raise ValueError("Policy must subclass ElmurActorCriticPolicy")
         # every ELMUR knob in the saved policy_kwargs, so a checkpoint keeps its model when a default changes
         self.policy_kwargs = {**self.policy_kwargs, **dataclasses.asdict(self.policy.config)}
+        self._evaluate_sequences = self.policy.evaluate_sequences
+        if self.compile_update:
+            self._evaluate_sequences = th.compile(self.policy.evaluate_sequences, dynamic=False)
         if self.batch_size is None or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive number of environment steps, got {self.batch_size}")
         self.rollout_buffer = ElmurRolloutBuffer(
@@ -347,7 +356,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for data in self.rollout_buffer.get(self.batch_size):
-                terms = self.minibatch_loss(data, clip_range, clip_range_vf)
+                terms = self.minibatch_loss(data, clip_range, clip_range_vf, eager=bool(watching))
                 for handle in watching:
                     handle.remove()
                 watching = []
@@ -396,11 +405,15 @@ class PPOELMUR(OnPolicyAlgorithm):
         ``normalize_value_loss``, else 1."""
         return 1 / float(self.returns_rms.var + 1e-8) if self.normalize_value_loss else 1.0
 
-    def minibatch_loss(self, data: ElmurSequenceSamples, clip_range: float, clip_range_vf: float | None) -> PPOLoss:
+    def minibatch_loss(
+        self, data: ElmurSequenceSamples, clip_range: float, clip_range_vf: float | None, eager: bool = False
+    ) -> PPOLoss:
         """The PPO loss of one minibatch of whole-segment sequences (its steps outside the rollout, the ``loss_mask``,
-        left out), term by term, and its statistics; ``clip_range_vf`` None: the value is not clipped."""
+        left out), term by term, and its statistics; ``clip_range_vf`` None: the value is not clipped. ``eager``:
+        not compiled even with ``compile_update`` (the first minibatch of an update, whose layers are watched)."""
         mask = data.loss_mask
-        values, log_prob, entropy, auxiliary_loss = self.policy.evaluate_sequences(data)
+        evaluate = self.policy.evaluate_sequences if eager else self._evaluate_sequences
+        values, log_prob, entropy, auxiliary_loss = evaluate(data)
         advantages = data.advantages
         if self.normalize_advantage and mask.sum() > 1:
             advantages = (advantages - advantages[mask].mean()) / (advantages[mask].std() + 1e-8)
@@ -477,7 +490,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_state", "_rollout_write_sizes"]
+        return [*super()._excluded_save_params(), "_last_state", "_rollout_write_sizes", "_evaluate_sequences"]
 
 
 def checkpoint_path(path: str | pathlib.Path | io.BufferedIOBase) -> pathlib.Path | io.BufferedIOBase:

@@ -296,3 +296,37 @@ def test_normalize_value_loss_divides_the_value_loss_by_the_variance_of_the_retu
     normalized.save(tmp_path / "model")
     loaded = PPOELMUR.load(tmp_path / "model")
     assert loaded.normalize_value_loss and loaded.returns_rms.var == normalized.returns_rms.var
+
+
+@pytest.mark.slow  # compiles: minutes on 2 cores the first time (torch caches it on disk)
+def test_compiled_update_equals_the_eager_one():
+    """compile_update changes how the update runs, not what it computes: on a minibatch, the compiled pass gives the
+    eager pass's values, log-probabilities and gradients up to floating-point rounding, and training runs with it."""
+    env = make_vec_env(TMaze, n_envs=2, env_kwargs=dict(corridor_length=10), seed=1)
+    model = PPOELMUR(
+        "ElmurPolicy",
+        env,
+        n_steps=16,
+        batch_size=1000,  # one minibatch shape: one compilation
+        n_epochs=2,  # the first minibatch of an update runs eager (its layers are watched), the second compiled
+        sequence_segments=2,
+        policy_kwargs=dict(TINY, n_layers=1),
+        seed=0,
+        compile_update=True,
+    ).learn(32)
+    data = next(model.rollout_buffer.get(None))
+
+    def gradients(eager: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        model.policy.zero_grad()
+        loss = model.minibatch_loss(data, 0.2, None, eager=eager)
+        loss.loss.backward()
+        return loss.loss.detach(), torch.cat(
+            [p.grad.flatten() for p in model.policy.parameters() if p.grad is not None]
+        )
+
+    (eager_loss, eager), (compiled_loss, compiled) = gradients(True), gradients(False)
+    torch.testing.assert_close(compiled_loss, eager_loss, atol=1e-6, rtol=1e-5)
+    assert eager.norm() > 0 and (compiled - eager).norm() <= 1e-5 * eager.norm()
+    with torch.no_grad():
+        for a, b in zip(model.policy.evaluate_sequences(data), model._evaluate_sequences(data), strict=True):
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
