@@ -3,14 +3,17 @@
     python -m benchmarks.speed                     # all envs, 3 repeats
     python -m benchmarks.speed --envs CartPole-v1 --repeats 5 --steps 4096
 
-For each env, the algorithms get the same number of envs, n_steps, batch_size and n_epochs (RecurrentPPO's
-defaults: 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy; SB3 PPO's memoryless
-MlpPolicy). Each measurement runs in a fresh subprocess (clean peak memory), the algorithms alternating; the table
-shows medians and the ratios ELMUR/LSTM and ELMUR/PPO (> 1 means ELMUR is faster for throughputs, slower for times
-and memory). Throughputs and update times are per second of the process's CPU time (one torch thread, the envs
-stepped in-process), so other processes on the machine do not skew them; with ``--device cuda`` (the policies on
-a GPU, the environments on the CPU) they are per second of wall-clock time instead, since CPU time does not count
-the GPU's work, and peak memory is the GPU's peak allocation: run those on an otherwise idle machine.
+For each env, the algorithms get the same number of envs, n_steps, batch_size and n_epochs (RecurrentPPO's defaults:
+128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy; SB3 PPO's memoryless MlpPolicy); ELMUR
+also with ``compile_update=True`` (its compilation, in a warm-up of 8 rollouts and updates, is left out of the
+throughput and reported apart as seconds of wall-clock time). Each measurement runs in a fresh subprocess (clean
+peak memory), the algorithms alternating; the table shows medians and the ratios ELMUR/LSTM and ELMUR/PPO (> 1 means
+ELMUR is faster for throughputs, slower for times and memory). Throughputs and update times are per second of the
+process's CPU time (one torch thread, the envs stepped in-process), so other processes on the machine do not skew
+them; with ``--device cuda`` (the policies on a GPU, the environments on the CPU) they are per second of wall-clock
+time instead, since CPU time does not count the GPU's work, and peak memory is the GPU's peak allocation: run those
+on an otherwise idle machine. The compile column is the longest warm-up of the compiled runs: the first compiles,
+later ones find torch's on-disk cache.
 Then: acting latency of ``predict`` for 8 envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes
 for a 2048 x 8 rollout at corridors 10^2, 10^4 and 10^6 (episodes of up to that many steps).
 """
@@ -43,8 +46,8 @@ def make_model(algo: str, env_id: str, env_kwargs: dict, n_envs: int, device: st
         import popgym  # noqa: F401  (registers the popgym ids)
     env = make_vec_env(env_id, n_envs=n_envs, env_kwargs=env_kwargs, seed=0)
     assert isinstance(env.observation_space, gym.spaces.Space)
-    if algo == "elmur":
-        return PPOELMUR("ElmurPolicy", env, seed=0, device=device, **COMMON)
+    if algo in ("elmur", "elmur_compiled"):
+        return PPOELMUR("ElmurPolicy", env, seed=0, device=device, compile_update=algo == "elmur_compiled", **COMMON)
     if algo == "ppo":
         return PPO("MlpPolicy", env, seed=0, device=device, **COMMON)
     return RecurrentPPO("MlpLstmPolicy", env, seed=0, device=device, **COMMON)
@@ -57,7 +60,11 @@ def child_throughput(algo: str, env_id: str, steps: int, n_envs: int, device: st
 
     model = make_model(algo, env_id, ENVS[env_id], n_envs, device)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model.learn(model.n_steps * n_envs)  # warm-up: one rollout and one update
+    start = time.perf_counter()
+    # warm-up: one rollout and one update; compiled, 8 of them, so that the usual minibatch shapes (which vary with
+    # the number of training sequences in a rollout) are compiled before the measurement
+    model.learn((8 if algo == "elmur_compiled" else 1) * model.n_steps * n_envs)
+    warmup_s = time.perf_counter() - start
     callback = CallbackList([])
     model._setup_learn(steps, callback, reset_num_timesteps=False)
     callback.init_callback(model)
@@ -83,6 +90,7 @@ def child_throughput(algo: str, env_id: str, steps: int, n_envs: int, device: st
         rollout_fps=collected / rollout_time,
         update_s=update_time / (collected / (model.n_steps * n_envs)),
         peak_mib=(peak - baseline) / 1024,
+        warmup_s=warmup_s,
     )
 
 
@@ -191,11 +199,11 @@ def main() -> None:
     print(
         "| env | train fps ELMUR | train fps LSTM | ratio | rollout fps ELMUR | rollout fps LSTM | rollout ratio "
         "| update s ELMUR | update s LSTM | update ratio | peak MiB ELMUR | peak MiB LSTM | train fps PPO "
-        "| ratio to PPO |"
+        "| ratio to PPO | train fps ELMUR compiled | ratio compiled | compile s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for env_id in args.envs:
-        runs: dict[str, list[dict]] = {"elmur": [], "lstm": [], "ppo": []}
+        runs: dict[str, list[dict]] = {"elmur": [], "lstm": [], "ppo": [], "elmur_compiled": []}
         try:
             for _ in range(args.repeats):
                 for algo in runs:
@@ -204,13 +212,14 @@ def main() -> None:
             print(f"| {env_id} | failed: {error.stderr.strip().splitlines()[-1]} |")
             continue
         med = {a: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for a, rs in runs.items()}
-        e, s, p = med["elmur"], med["lstm"], med["ppo"]
+        e, s, p, c = med["elmur"], med["lstm"], med["ppo"], med["elmur_compiled"]
         print(
             f"| {env_id} | {e['train_fps']:.0f} | {s['train_fps']:.0f} | {e['train_fps'] / s['train_fps']:.2f} "
             f"| {e['rollout_fps']:.0f} | {s['rollout_fps']:.0f} | {e['rollout_fps'] / s['rollout_fps']:.2f} "
             f"| {e['update_s']:.2f} | {s['update_s']:.2f} | {e['update_s'] / s['update_s']:.2f} "
             f"| {e['peak_mib']:.0f} | {s['peak_mib']:.0f} | {p['train_fps']:.0f} "
-            f"| {e['train_fps'] / p['train_fps']:.3f} |"
+            f"| {e['train_fps'] / p['train_fps']:.3f} | {c['train_fps']:.0f} | {c['train_fps'] / s['train_fps']:.2f} "
+            f"| {max(r['warmup_s'] for r in runs['elmur_compiled']):.0f} |"
         )
     if args.no_extras:
         return
