@@ -54,6 +54,10 @@ class ElmurConfig:
         false they are detached
     :param separate_critic_trunk: give the value function its own ELMUR trunk (and memory) instead of a value head
         on the actor's trunk
+    :param actor_value_coef: with ``separate_critic_trunk``, weight of an auxiliary loss (0 = off): a linear value head
+        on the actor's latent also learns the returns (squared error, as the critic's), so the actor's trunk learns
+        features that predict the return; its values are not used for the advantages. Without a critic trunk the
+        value head already sits on the actor's trunk, and this knob has no effect
     :param features_skip: feed the current step's features to the actor and critic MLPs beside the trunk output
         (a direct path that does not go through attention and memory)
     :param reconstruction_coef: weight of an auxiliary loss (0 = off): after each complete training segment, a
@@ -73,6 +77,7 @@ class ElmurConfig:
     sliding_window: bool = True
     memory_gradient: bool = True
     separate_critic_trunk: bool = True
+    actor_value_coef: float = 0.0
     features_skip: bool = True
     reconstruction_coef: float = 0.0
     episode_clock: bool = False
@@ -87,8 +92,9 @@ class ElmurConfig:
             raise ValueError(f"lru_alpha must be in (0, 1], got {self.lru_alpha}")
         if self.memory_init not in ("learned", "zeros"):
             raise ValueError(f"memory_init must be 'learned' or 'zeros', got {self.memory_init!r}")
-        if self.reconstruction_coef < 0:
-            raise ValueError(f"reconstruction_coef must be >= 0, got {self.reconstruction_coef}")
+        for name in ("reconstruction_coef", "actor_value_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def previous_len(self) -> int:

@@ -43,7 +43,8 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
 
     :param elmur_kwargs: the ELMUR knobs (``d_model``, ``n_layers``, ``n_heads``, ``memory_size``, ``segment_len``,
         ``lru_alpha``, ``memory_init``, ``norm_first``, ``sliding_window``, ``memory_gradient``,
-        ``separate_critic_trunk``, ``features_skip``, ``reconstruction_coef``, ``episode_clock``): see
+        ``separate_critic_trunk``, ``actor_value_coef``, ``features_skip``, ``reconstruction_coef``,
+        ``episode_clock``): see
         :class:`~sb3_elmur.model.ElmurConfig`, which holds their meaning, defaults and validation
     """
 
@@ -101,6 +102,11 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         self.reconstruction = (
             MemoryReconstruction(config.d_model, config.n_heads, config.segment_len, self.features_dim)
             if config.reconstruction_coef > 0
+            else None
+        )
+        self.actor_value_net = (
+            nn.Linear(self.mlp_extractor.latent_dim_pi, 1)
+            if config.separate_critic_trunk and config.actor_value_coef > 0
             else None
         )
         self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
@@ -250,6 +256,10 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
                 loss = F.mse_loss(decoded, trunk_features[complete].detach())
                 auxiliary_loss = self.config.reconstruction_coef * loss
         latent_pi, latent_vf = self._latents(outputs, features)
+        if self.actor_value_net is not None:  # the actor's trunk also learns to predict the returns
+            actor_values = self.actor_value_net(latent_pi).flatten()
+            actor_value_loss = th.mean(((batch.returns - actor_values) ** 2)[batch.loss_mask])
+            auxiliary_loss = auxiliary_loss + self.config.actor_value_coef * actor_value_loss
         distribution = self._get_action_dist_from_latent(latent_pi)
         values = self.value_net(latent_vf).flatten()
         actions = batch.actions

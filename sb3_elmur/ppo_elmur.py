@@ -48,7 +48,7 @@ class PPOLoss(NamedTuple):
     policy_loss: th.Tensor  # clipped surrogate of the (normalised) advantages
     value_loss: th.Tensor  # squared error of the (clipped) values against the returns
     entropy_loss: th.Tensor  # minus the entropy
-    auxiliary_loss: th.Tensor  # reconstruction loss, weighted by reconstruction_coef (0 when off)
+    auxiliary_loss: th.Tensor  # reconstruction and actor value losses, weighted by their coefficients (0 when off)
     approx_kl: th.Tensor  # KL(old || new) estimate, no gradient
     clip_fraction: th.Tensor  # share of steps whose ratio was clipped, no gradient
 
@@ -389,8 +389,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
         self.logger.record("train/clip_fraction", np.mean(clip_fractions))
         self.logger.record("train/loss", terms.loss.item())
-        if self.policy.reconstruction is not None:
-            self.logger.record("train/reconstruction_loss", np.mean(auxiliary_losses))
+        if self.policy.reconstruction is not None or self.policy.actor_value_net is not None:
+            self.logger.record("train/auxiliary_loss", np.mean(auxiliary_losses))
         self.logger.record("train/explained_variance", explained_var)
         self._record_memory(update_norms)
         if hasattr(self.policy, "log_std"):

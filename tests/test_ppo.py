@@ -171,13 +171,34 @@ def test_reconstruction_loss_trains_the_write_path():
     """With reconstruction_coef > 0 the auxiliary loss reaches the write attention even without memory_gradient."""
     model = make_model(reconstruction_coef=1.0, memory_gradient=False)
     model.learn(90)
-    assert model.logger.name_to_value["train/reconstruction_loss"] > 0
+    assert model.logger.name_to_value["train/auxiliary_loss"] > 0
     (data,) = list(model.rollout_buffer.get(None))
     *_, auxiliary_loss = model.policy.evaluate_sequences(data)
     model.policy.zero_grad()
     auxiliary_loss.backward()
     write = model.policy.trunks[0].layers[0].write_attn.query.weight.grad
     assert write is not None and write.abs().sum() > 0
+
+
+def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
+    """actor_value_coef > 0 with a critic trunk: an auxiliary value loss on the actor's latent, whose gradient reaches
+    the actor's trunk and not the critic's; the values PPO uses still come from the critic's trunk."""
+    model = make_model(actor_value_coef=0.5)
+    assert model.policy.actor_value_net is not None and len(model.policy.trunks) == 2
+    model.learn(90)
+    assert model.logger.name_to_value["train/auxiliary_loss"] > 0
+    (data,) = list(model.rollout_buffer.get(None))
+    *_, auxiliary_loss = model.policy.evaluate_sequences(data)
+    model.policy.zero_grad()
+    auxiliary_loss.backward()
+    actor, critic = model.policy.trunks
+    assert sum(float(p.grad.abs().sum()) for p in actor.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None or not p.grad.any() for p in critic.parameters())
+    assert model.policy.value_net.weight.grad is None or not model.policy.value_net.weight.grad.any()
+    plain, with_head = make_model().policy.state_dict(), make_model(actor_value_coef=0.5).policy.state_dict()
+    assert set(with_head) - set(plain) == {"actor_value_net.weight", "actor_value_net.bias"}
+    assert all(torch.equal(weights, with_head[name]) for name, weights in plain.items())  # the head is built last
+    assert make_model(separate_critic_trunk=False, actor_value_coef=0.5).policy.actor_value_net is None
 
 
 def test_evaluate_success():
