@@ -85,12 +85,13 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # bumps CODE_REVISION, so the cache does not serve results of the earlier code as current ones. Jobs of revision 1
 # have no revision field (their cache keys predate it); ``--ppo-elmur-revision 1`` reprints their tables.
 # 1: sessions up to the batch_size change; 2: SB3's number of minibatches, sliding-window self-attention by default;
-# 3: a critic trunk of its own by default (separate_critic_trunk=True).
-CODE_REVISION = 3  # what today's code learns
+# 3: a critic trunk of its own by default (separate_critic_trunk=True); 4: and a value head on the actor's trunk
+# (actor_value_coef=0.5).
+CODE_REVISION = 4  # what today's code learns
 PPO_ELMUR_REVISION = CODE_REVISION  # the revision of the jobs a command makes or reads (``--ppo-elmur-revision``)
 # Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
 # set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
-SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2]}
+SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3]}
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------
@@ -235,6 +236,15 @@ def add_revision_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_compile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--compile-update``: PPOELMUR jobs that run train with ``compile_update=True`` (faster; same results)."""
+    parser.add_argument(
+        "--compile-update",
+        action="store_true",
+        help="PPOELMUR trainings run their updates through torch.compile (not part of the job: same computation)",
+    )
+
+
 def apply_revision(args: argparse.Namespace) -> None:
     global PPO_ELMUR_REVISION
     if args.ppo_elmur_revision is not None:
@@ -339,7 +349,17 @@ def algorithm_class(library: str):
 
 
 # constructor arguments that do not change what a job learns (or that every job sets itself)
-NOT_SETTINGS = {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
+NOT_SETTINGS = {
+    "self",
+    "policy",
+    "env",
+    "seed",
+    "device",
+    "verbose",
+    "tensorboard_log",
+    "_init_setup_model",
+    "compile_update",
+}
 NOT_POLICY_SETTINGS = {"self", "observation_space", "action_space", "lr_schedule"}
 VERSIONED = (
     "sb3_elmur",
@@ -586,8 +606,12 @@ def evaluate(model, job: dict[str, Any], env=None) -> dict[str, Any]:
     return dict(mean_return=mean_return, std_return=float(np.std(returns)), success=success)
 
 
-def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every: int = 50_000) -> dict[str, Any]:
-    """Train and evaluate one job (one thread); save the model to ``model_path`` if given."""
+def run_job(
+    job: dict[str, Any], model_path: Path | None = None, progress_every: int = 50_000, compile_update: bool = False
+) -> dict[str, Any]:
+    """Train and evaluate one job (one thread); save the model to ``model_path`` if given. ``compile_update``: a
+    PPOELMUR job's updates run compiled (the same computation up to rounding, so not part of the job or its
+    configuration; recorded in the result)."""
     import torch
 
     torch.set_num_threads(1)
@@ -600,8 +624,9 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
         wall_before, curve = progress["wall_s"], progress["curve"]
         resumed_at = [*progress["resumed_at"], int(model.num_timesteps)]
     else:
+        compiled = {"compile_update": True} if compile_update and library == "ppo_elmur" else {}
         model = algorithm_class(library)(
-            policy_name(library, env.observation_space), env, seed=job["seed"], **hyperparameters
+            policy_name(library, env.observation_space), env, seed=job["seed"], **hyperparameters, **compiled
         )
     policy = policy_name(library, env.observation_space)
     start = time.perf_counter()
@@ -640,6 +665,7 @@ def run_job(job: dict[str, Any], model_path: Path | None = None, progress_every:
         result["resumed_at"] = resumed_at
     if library == "ppo_elmur":
         result["elmur"] = elmur_config(model)
+        result["compile_update"] = bool(model.compile_update)
     return result
 
 
@@ -677,7 +703,8 @@ def changed_settings(recorded: dict[str, Any], job: dict[str, Any]) -> list[str]
     A setting the record lacks did not exist when it was made: it is a difference only where the job sets it away
     from its default (a new option comes with a default that keeps the old behaviour; a change of behaviour bumps
     ``PPO_ELMUR_REVISION`` instead)."""
-    was, now = _flat(recorded), _flat(resolved_configuration(job))
+    was = {k: v for k, v in _flat(recorded).items() if k not in NOT_SETTINGS}  # recorded before it was left out
+    now = _flat(resolved_configuration(job))
     added = [k for k in now if k not in was]  # settings that did not exist when it was made
     default = _flat(resolved_configuration(job, defaults_only=True)) if added else {}
     return sorted(
@@ -744,7 +771,13 @@ def adopt(job: dict[str, Any], name: str, source: Path, result: dict, results: P
     return adopted
 
 
-def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress_every: int = 50_000) -> dict:
+def cached_job(
+    job: dict[str, Any],
+    name: str,
+    results: Path = RESULTS,
+    progress_every: int = 50_000,
+    compile_update: bool = False,
+) -> dict:
     """The job's cached result, else an equivalent one adopted (:func:`equivalent_result`), else run it and cache it
     (JSON and model zip under ``results/name/``)."""
     if (result := cached_result(job, name, results)) is not None:
@@ -762,7 +795,7 @@ def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress
         f"running {job_stem(job)}: {job['algorithm']} {job['env_id']} {job['env_kwargs']} seed {job['seed']}",
         flush=True,
     )
-    result = run_job(job, model_path, progress_every)
+    result = run_job(job, model_path, progress_every, compile_update)
     write_json(json_path, result)  # the JSON appears only once the job (and its model) is complete
     remove_checkpoint(model_path)
     print(f"done {job_stem(job)}: {summary(result)}", flush=True)
@@ -770,17 +803,22 @@ def cached_job(job: dict[str, Any], name: str, results: Path = RESULTS, progress
 
 
 def run_jobs(
-    jobs: Iterable[dict], name: str, results: Path = RESULTS, progress_every: int = 50_000, parallel: int = 1
+    jobs: Iterable[dict],
+    name: str,
+    results: Path = RESULTS,
+    progress_every: int = 50_000,
+    parallel: int = 1,
+    compile_update: bool = False,
 ) -> list[dict]:
     """Run (or read) the jobs, ``parallel`` at a time (one process and one torch thread each); results in order."""
     jobs = list(jobs)
     if parallel <= 1:
-        return [cached_job(job, name, results, progress_every) for job in jobs]
+        return [cached_job(job, name, results, progress_every, compile_update) for job in jobs]
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(parallel) as pool:
         n = len(jobs)
-        return list(pool.map(cached_job, jobs, [name] * n, [results] * n, [progress_every] * n))
+        return list(pool.map(cached_job, jobs, [name] * n, [results] * n, [progress_every] * n, [compile_update] * n))
 
 
 def cached_results(name: str, results: Path = RESULTS) -> list[dict]:
@@ -966,6 +1004,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--progress-every", type=int, default=50_000, help="print the timesteps every N steps")
     parser.add_argument("--table-only", action="store_true", help="only the table and plots of the cached results")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
+    add_compile_argument(parser)
     parser.add_argument("--results", type=Path, default=RESULTS)
     add_revision_argument(parser)
     args = parser.parse_args(argv)
@@ -991,7 +1030,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for algorithm in args.algorithms
             for seed in args.seeds
         ]
-        results = run_jobs(jobs, args.name, args.results, args.progress_every, args.jobs)
+        results = run_jobs(jobs, args.name, args.results, args.progress_every, args.jobs, args.compile_update)
     print()
     print(markdown_table(results))
     for path in write_plots(results, args.results / args.name):

@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--progress-every", type=int, default=50_000)
     parser.add_argument("--table-only", action="store_true", help="table and plot of the jobs already cached")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
+    harness.add_compile_argument(parser)
     parser.add_argument("--results", type=Path, default=harness.RESULTS)
     harness.add_revision_argument(parser)
     args = parser.parse_args(argv)
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.table_only:
         results = [r for r in (harness.cached_result(job, name, args.results) for job in jobs) if r is not None]
     else:
-        results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs)
+        results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs, args.compile_update)
     print(f"\nPOPGym Easy, {args.steps} steps per job, 8 envs, seeds {args.seeds}\n")
     print(suite_table(results, tasks, args.algorithms, wrappers, len(args.seeds)))
     try:

@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probe-episodes", type=int, default=400)
     parser.add_argument("--progress-every", type=int, default=50_000)
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one process each)")
+    harness.add_compile_argument(parser)
     parser.add_argument("--results", type=Path, default=harness.RESULTS)
     harness.add_revision_argument(parser)
     args = parser.parse_args(argv)
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         for algorithm in args.algorithms
         for seed in args.seeds
     ]
-    train_results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs)
+    train_results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs, args.compile_update)
     evals = [
         cached_eval(r, name, n, args.eval_episodes, args.eval_envs, args.results)
         for r in train_results
