@@ -77,7 +77,7 @@ class ElmurConfig:
     sliding_window: bool = True
     memory_gradient: bool = True
     separate_critic_trunk: bool = True
-    actor_value_coef: float = 0.0
+    actor_value_coef: float = 0.5
     features_skip: bool = True
     reconstruction_coef: float = 0.0
     episode_clock: bool = False

@@ -34,7 +34,7 @@ from sb3_elmur.policies import (
 
 # ELMUR knobs whose default changed or that were added after checkpoints were first saved without them: a checkpoint
 # whose policy_kwargs lack one was trained with this value
-EARLIER_DEFAULTS: dict[str, Any] = {"sliding_window": False, "separate_critic_trunk": False}
+EARLIER_DEFAULTS: dict[str, Any] = {"sliding_window": False, "separate_critic_trunk": False, "actor_value_coef": 0.0}
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 SelfPPOELMUR = TypeVar("SelfPPOELMUR", bound="PPOELMUR")
 # the default learning rate: 3e-4 at the start of ``learn``, decaying linearly to 0 at its end
@@ -474,7 +474,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         """Load a model saved by :meth:`save` (arguments as SB3's ``load``); a corrupt file raises ValueError.
 
         A checkpoint whose policy_kwargs do not name a knob added or changed since (``sliding_window``,
-        ``separate_critic_trunk``) loads with that knob's value of the time, the model it was trained as.
+        ``separate_critic_trunk``, ``actor_value_coef``) loads with that knob's value of the time, the model it was
+        trained as.
         """
         path = checkpoint_path(path)
         check_checkpoint(path)

@@ -68,6 +68,9 @@ def test_result_records_configuration_and_versions(tiny_run):
     assert configuration["policy_kwargs"]["segment_len"] == 4  # given
     assert configuration["policy_kwargs"]["lru_alpha"] == ElmurConfig().lru_alpha  # an ElmurConfig default
     assert first["versions"]["sb3_elmur"] == sb3_elmur.__version__
+    # how the update runs (compiled or not) is recorded beside the configuration, not in it
+    assert "compile_update" not in configuration and first["compile_update"] is False
+    assert harness.changed_settings({**configuration, "compile_update": True}, job) == []
 
 
 def test_a_result_of_other_settings_is_not_served(tiny_run, tmp_path):
@@ -313,12 +316,14 @@ def test_count_recall_timer_bound_is_the_hypergeometric_mode():
 
 
 def test_a_job_of_an_earlier_revision_with_the_same_code_and_configuration_is_adopted(tiny_run, tmp_path, monkeypatch):
-    """An ablation of revision 2 that set today's defaults explicitly is today's job: adopted with its model, not
-    rerun; one whose configuration differs, or of a revision with other code, is not."""
+    """An ablation of the revision before, same code, that set today's defaults explicitly is today's job: adopted
+    with its model, not rerun; one whose configuration differs, or of a revision with other code, is not."""
     job, first, results = tiny_run
-    assert job["ppo_elmur_revision"] == 3 and harness.SAME_CODE_REVISIONS[3] == [2]
-    explicit = {**TINY, "policy_kwargs": {**TINY["policy_kwargs"], "separate_critic_trunk": True}}
-    then = {**job, "ppo_elmur_revision": 2, "hyperparameters": explicit}
+    (before,) = harness.SAME_CODE_REVISIONS[harness.CODE_REVISION]
+    assert job["ppo_elmur_revision"] == harness.CODE_REVISION
+    defaults = {"separate_critic_trunk": True, "actor_value_coef": 0.5}  # the defaults that changed lately
+    explicit = {**TINY, "policy_kwargs": {**TINY["policy_kwargs"], **defaults}}
+    then = {**job, "ppo_elmur_revision": before, "hyperparameters": explicit}
     source, _ = harness.job_paths(then, "ablation_then", tmp_path)
     source.parent.mkdir(parents=True)
     shutil.copy(harness.job_paths(job, "tiny", results)[1], source.with_suffix(".zip"))
@@ -352,7 +357,8 @@ def test_a_job_of_an_earlier_revision_is_read_as_recorded_and_never_run(tiny_run
     monkeypatch.setattr(harness, "PPO_ELMUR_REVISION", 2)  # --ppo-elmur-revision 2
     old = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3}, TINY, eval_episodes=8)
     assert old["ppo_elmur_revision"] == 2 and harness.earlier_revision(old) and not harness.earlier_revision(job)
-    with pytest.raises(ValueError, match="revision 2, not in the cache: today's code learns as revision 3"):
+    message = f"revision 2, not in the cache: today's code learns as revision {harness.CODE_REVISION}"
+    with pytest.raises(ValueError, match=message):
         harness.cached_job(old, "tiny", tmp_path)
     shared_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=False)  # its defaults then
     recorded = {**first, "configuration": {**first["configuration"], "policy_kwargs": shared_trunk}}

@@ -181,9 +181,9 @@ def test_reconstruction_loss_trains_the_write_path():
 
 
 def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
-    """actor_value_coef > 0 with a critic trunk: an auxiliary value loss on the actor's latent, whose gradient reaches
-    the actor's trunk and not the critic's; the values PPO uses still come from the critic's trunk."""
-    model = make_model(actor_value_coef=0.5)
+    """actor_value_coef > 0 with a critic trunk (the defaults): an auxiliary value loss on the actor's latent, whose
+    gradient reaches the actor's trunk and not the critic's; the values PPO uses still come from the critic's trunk."""
+    model = make_model()
     assert model.policy.actor_value_net is not None and len(model.policy.trunks) == 2
     model.learn(90)
     assert model.logger.name_to_value["train/auxiliary_loss"] > 0
@@ -195,7 +195,7 @@ def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
     assert sum(float(p.grad.abs().sum()) for p in actor.parameters() if p.grad is not None) > 0
     assert all(p.grad is None or not p.grad.any() for p in critic.parameters())
     assert model.policy.value_net.weight.grad is None or not model.policy.value_net.weight.grad.any()
-    plain, with_head = make_model().policy.state_dict(), make_model(actor_value_coef=0.5).policy.state_dict()
+    plain, with_head = make_model(actor_value_coef=0.0).policy.state_dict(), make_model().policy.state_dict()
     assert set(with_head) - set(plain) == {"actor_value_net.weight", "actor_value_net.bias"}
     assert all(torch.equal(weights, with_head[name]) for name, weights in plain.items())  # the head is built last
     assert make_model(separate_critic_trunk=False, actor_value_coef=0.5).policy.actor_value_net is None
@@ -277,11 +277,11 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
 
     model = make_model()
     assert model.policy_kwargs["sliding_window"] is True and model.policy_kwargs["segment_len"] == SEGMENT
-    assert model.policy_kwargs["separate_critic_trunk"] is True
+    assert model.policy_kwargs["separate_critic_trunk"] is True and model.policy_kwargs["actor_value_coef"] == 0.5
     model.save(tmp_path / "new.zip")
     assert PPOELMUR.load(tmp_path / "new.zip").policy.config == model.policy.config
 
-    old = make_model(sliding_window=False, separate_critic_trunk=False)
+    old = make_model(sliding_window=False, separate_critic_trunk=False, actor_value_coef=0.0)
     old.save(tmp_path / "old.zip")
     with zipfile.ZipFile(tmp_path / "old.zip") as archive:  # as saved before the knob existed
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -293,6 +293,7 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
             archive.writestr(name, content)
     loaded = PPOELMUR.load(tmp_path / "old.zip")
     assert loaded.policy.config.sliding_window is False and loaded.policy.config.separate_critic_trunk is False
+    assert loaded.policy.config.actor_value_coef == 0.0
     obs = np.zeros((1, *old.observation_space.shape), dtype=np.float32)
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], old.predict(obs, deterministic=True)[0])
 
