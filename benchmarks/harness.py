@@ -747,9 +747,19 @@ def equivalent_result(job: dict[str, Any], results: Path = RESULTS) -> tuple[Pat
             continue
         if {k: v for k, v in other.items() if k not in ("hyperparameters", "ppo_elmur_revision")} != rest:
             continue
-        if not changed_settings(result["configuration"], job):
+        if not changed_settings(with_earlier_defaults(result["configuration"]), job):
             return path, result
     return None
+
+
+def with_earlier_defaults(configuration: dict[str, Any]) -> dict[str, Any]:
+    """A recorded PPOELMUR configuration with the ELMUR knobs it lacks at the values they had before they were
+    recorded (``sb3_elmur.ppo_elmur.EARLIER_DEFAULTS``), not at today's defaults: a knob whose default changed since
+    is then compared as it was."""
+    from sb3_elmur.ppo_elmur import EARLIER_DEFAULTS
+
+    policy = {**EARLIER_DEFAULTS, **configuration["policy_kwargs"]}
+    return {**configuration, "policy_kwargs": policy}
 
 
 def adopt(job: dict[str, Any], name: str, source: Path, result: dict, results: Path = RESULTS) -> dict:

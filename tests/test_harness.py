@@ -333,10 +333,13 @@ def test_a_job_of_an_earlier_revision_with_the_same_code_and_configuration_is_ad
 
     monkeypatch.setattr(harness, "run_job", fail)
     shared_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=False)
+    without_actor_value = {k: v for k, v in first["configuration"]["policy_kwargs"].items() if k != "actor_value_coef"}
     for other in [
         {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": shared_trunk}},
         {**first, "job": {**then, "ppo_elmur_revision": 1}},
         {**first, "job": {**then, "seed": 1}},
+        # recorded before actor_value_coef existed: it ran with the value of that time (0), not today's default
+        {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": without_actor_value}},
     ]:
         harness.write_json(source, other)
         with pytest.raises(AssertionError, match="the job ran"):
