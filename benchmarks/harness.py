@@ -86,8 +86,9 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # have no revision field (their cache keys predate it); ``--ppo-elmur-revision 1`` reprints their tables.
 # 1: sessions up to the batch_size change; 2: SB3's number of minibatches, sliding-window self-attention by default;
 # 3: a critic trunk of its own by default (separate_critic_trunk=True); 4: and a value head on the actor's trunk
-# (actor_value_coef=0.5).
-CODE_REVISION = 4  # what today's code learns
+# (actor_value_coef=0.5). Both lost a T-Maze check (3: corridor 30; 4: the zero-shot horizon), so the defaults went
+# back to revision 2's: today's code learns as revision 2 did, and the jobs of revisions 3 and 4 are read as recorded.
+CODE_REVISION = 2  # what today's code learns
 PPO_ELMUR_REVISION = CODE_REVISION  # the revision of the jobs a command makes or reads (``--ppo-elmur-revision``)
 # Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
 # set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
@@ -712,9 +713,9 @@ def changed_settings(recorded: dict[str, Any], job: dict[str, Any]) -> list[str]
     )
 
 
-def earlier_revision(job: dict[str, Any]) -> bool:
-    """Whether ``job`` is a ppo_elmur job of a revision before today's code (``--ppo-elmur-revision``)."""
-    return ALGORITHMS[job["algorithm"]][0] == "ppo_elmur" and job.get("ppo_elmur_revision", 1) < CODE_REVISION
+def other_revision(job: dict[str, Any]) -> bool:
+    """Whether ``job`` is a ppo_elmur job of a revision other than today's code (``--ppo-elmur-revision``)."""
+    return ALGORITHMS[job["algorithm"]][0] == "ppo_elmur" and job.get("ppo_elmur_revision", 1) != CODE_REVISION
 
 
 def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> dict | None:
@@ -725,7 +726,7 @@ def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> di
     if not json_path.exists():
         return None
     result = json.loads(json_path.read_text())
-    if earlier_revision(job):
+    if other_revision(job):
         return result
     if "configuration" in result and (changed := changed_settings(result["configuration"], job)):
         raise StaleResult(
@@ -792,7 +793,7 @@ def cached_job(
     (JSON and model zip under ``results/name/``)."""
     if (result := cached_result(job, name, results)) is not None:
         return result
-    if earlier_revision(job):
+    if other_revision(job):
         raise ValueError(
             f"{job_stem(job)} is a job of revision {job['ppo_elmur_revision']}, not in the cache: "
             f"today's code learns as revision {CODE_REVISION}, so it cannot run it"

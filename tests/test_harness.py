@@ -315,13 +315,13 @@ def test_count_recall_timer_bound_is_the_hypergeometric_mode():
     assert bound[2] == pytest.approx(max(two))  # by symmetry the same for both colours of the card in view
 
 
-def test_a_job_of_an_earlier_revision_with_the_same_code_and_configuration_is_adopted(tiny_run, tmp_path, monkeypatch):
-    """An ablation of the revision before, same code, that set today's defaults explicitly is today's job: adopted
+def test_a_job_of_an_other_revision_with_the_same_code_and_configuration_is_adopted(tiny_run, tmp_path, monkeypatch):
+    """An ablation of a revision with the same code that set today's defaults explicitly is today's job: adopted
     with its model, not rerun; one whose configuration differs, or of a revision with other code, is not."""
     job, first, results = tiny_run
-    (before,) = harness.SAME_CODE_REVISIONS[harness.CODE_REVISION]
-    assert job["ppo_elmur_revision"] == harness.CODE_REVISION
-    defaults = {"separate_critic_trunk": True, "actor_value_coef": 0.5}  # the defaults that changed lately
+    before = 99  # a revision whose code learns as today's (SAME_CODE_REVISIONS)
+    monkeypatch.setattr(harness, "SAME_CODE_REVISIONS", {job["ppo_elmur_revision"]: [before]})
+    defaults = {"separate_critic_trunk": False, "actor_value_coef": 0.0}  # today's defaults, set explicitly
     explicit = {**TINY, "policy_kwargs": {**TINY["policy_kwargs"], **defaults}}
     then = {**job, "ppo_elmur_revision": before, "hyperparameters": explicit}
     source, _ = harness.job_paths(then, "ablation_then", tmp_path)
@@ -332,14 +332,14 @@ def test_a_job_of_an_earlier_revision_with_the_same_code_and_configuration_is_ad
         raise AssertionError("the job ran")
 
     monkeypatch.setattr(harness, "run_job", fail)
-    shared_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=False)
-    without_actor_value = {k: v for k, v in first["configuration"]["policy_kwargs"].items() if k != "actor_value_coef"}
+    critic_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=True)
+    without_window = {k: v for k, v in first["configuration"]["policy_kwargs"].items() if k != "sliding_window"}
     for other in [
-        {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": shared_trunk}},
+        {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": critic_trunk}},
         {**first, "job": {**then, "ppo_elmur_revision": 1}},
         {**first, "job": {**then, "seed": 1}},
-        # recorded before actor_value_coef existed: it ran with the value of that time (0), not today's default
-        {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": without_actor_value}},
+        # recorded before sliding_window existed: it ran with the value of that time (off), not today's default
+        {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": without_window}},
     ]:
         harness.write_json(source, other)
         with pytest.raises(AssertionError, match="the job ran"):
@@ -352,19 +352,19 @@ def test_a_job_of_an_earlier_revision_with_the_same_code_and_configuration_is_ad
         k: first[k] for k in ("success", "configuration", "curve")
     }
     assert harness.cached_job(job, "suite", tmp_path) == adopted  # now cached under its own key
-    assert harness.load_model(job, "suite", tmp_path).policy.config.separate_critic_trunk is True
+    assert harness.load_model(job, "suite", tmp_path).policy.config.separate_critic_trunk is False
 
 
-def test_a_job_of_an_earlier_revision_is_read_as_recorded_and_never_run(tiny_run, tmp_path, monkeypatch):
+def test_a_job_of_an_other_revision_is_read_as_recorded_and_never_run(tiny_run, tmp_path, monkeypatch):
     job, first, _ = tiny_run
-    monkeypatch.setattr(harness, "PPO_ELMUR_REVISION", 2)  # --ppo-elmur-revision 2
+    monkeypatch.setattr(harness, "PPO_ELMUR_REVISION", 4)  # --ppo-elmur-revision 4
     old = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3}, TINY, eval_episodes=8)
-    assert old["ppo_elmur_revision"] == 2 and harness.earlier_revision(old) and not harness.earlier_revision(job)
-    message = f"revision 2, not in the cache: today's code learns as revision {harness.CODE_REVISION}"
+    assert old["ppo_elmur_revision"] == 4 and harness.other_revision(old) and not harness.other_revision(job)
+    message = f"revision 4, not in the cache: today's code learns as revision {harness.CODE_REVISION}"
     with pytest.raises(ValueError, match=message):
         harness.cached_job(old, "tiny", tmp_path)
-    shared_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=False)  # its defaults then
-    recorded = {**first, "configuration": {**first["configuration"], "policy_kwargs": shared_trunk}}
+    critic_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=True)  # its defaults
+    recorded = {**first, "configuration": {**first["configuration"], "policy_kwargs": critic_trunk}}
     harness.write_json(harness.job_paths(old, "tiny", tmp_path)[0], {**recorded, "job": old})
     assert harness.cached_result(old, "tiny", tmp_path) == {**recorded, "job": old}
     harness.write_json(harness.job_paths(job, "tiny", tmp_path)[0], recorded)  # today's job: stale

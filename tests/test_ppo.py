@@ -50,10 +50,10 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
     "env_class, policy, policy_kwargs",
     [
         (TMaze, "ElmurPolicy", {}),
-        (TMaze, "ElmurPolicy", dict(separate_critic_trunk=False, norm_first=True, memory_gradient=False)),
+        (TMaze, "ElmurPolicy", dict(separate_critic_trunk=True, norm_first=True, memory_gradient=False)),
         (TMaze, "ElmurPolicy", dict(features_skip=True, memory_init="zeros", reconstruction_coef=1.0)),
         (TMaze, "ElmurPolicy", dict(sliding_window=False)),
-        (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=False)),
+        (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=True, actor_value_coef=0.5)),
         (TMaze, "ElmurPolicy", dict(episode_clock=True)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
         (DictTMaze, "MultiInputElmurPolicy", dict(sliding_window=False)),
@@ -181,9 +181,9 @@ def test_reconstruction_loss_trains_the_write_path():
 
 
 def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
-    """actor_value_coef > 0 with a critic trunk (the defaults): an auxiliary value loss on the actor's latent, whose
-    gradient reaches the actor's trunk and not the critic's; the values PPO uses still come from the critic's trunk."""
-    model = make_model()
+    """actor_value_coef > 0 with a critic trunk: an auxiliary value loss on the actor's latent, whose gradient reaches
+    the actor's trunk and not the critic's; the values PPO uses still come from the critic's trunk."""
+    model = make_model(separate_critic_trunk=True, actor_value_coef=0.5)
     assert model.policy.actor_value_net is not None and len(model.policy.trunks) == 2
     model.learn(90)
     assert model.logger.name_to_value["train/auxiliary_loss"] > 0
@@ -195,10 +195,11 @@ def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
     assert sum(float(p.grad.abs().sum()) for p in actor.parameters() if p.grad is not None) > 0
     assert all(p.grad is None or not p.grad.any() for p in critic.parameters())
     assert model.policy.value_net.weight.grad is None or not model.policy.value_net.weight.grad.any()
-    plain, with_head = make_model(actor_value_coef=0.0).policy.state_dict(), make_model().policy.state_dict()
+    plain = make_model(separate_critic_trunk=True).policy.state_dict()
+    with_head = make_model(separate_critic_trunk=True, actor_value_coef=0.5).policy.state_dict()
     assert set(with_head) - set(plain) == {"actor_value_net.weight", "actor_value_net.bias"}
     assert all(torch.equal(weights, with_head[name]) for name, weights in plain.items())  # the head is built last
-    assert make_model(separate_critic_trunk=False, actor_value_coef=0.5).policy.actor_value_net is None
+    assert make_model(actor_value_coef=0.5).policy.actor_value_net is None  # no critic trunk: no effect
 
 
 def test_evaluate_success():
@@ -244,8 +245,7 @@ def test_memory_is_logged_and_recorded():
     model = make_model()
     model.learn(3 * 30 * 3)
     values = model.logger.name_to_value
-    n_layers = model.policy.config.n_layers * len(model.policy.trunks)  # actor's and critic's trunk
-    assert len(model.policy.trunks) == 2
+    n_layers = model.policy.config.n_layers * len(model.policy.trunks)  # every trunk's layers
     for layer in range(n_layers):
         assert values[f"memory/slot_norm_{layer}"] > 0 and values[f"memory/write_size_{layer}"] > 0
         assert 0 < values[f"memory/read_share_{layer}"] < 1
@@ -270,18 +270,18 @@ def test_predict_returns_a_named_state():
 
 
 def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
-    """Saved policy_kwargs name every ELMUR knob; a checkpoint from before sliding_window and separate_critic_trunk
-    were on by default (its policy_kwargs do not name them) loads with both off, as it was trained."""
+    """Saved policy_kwargs name every ELMUR knob; a checkpoint from before sliding_window was on by default (its
+    policy_kwargs do not name it, nor the knobs added later) loads with it off, as it was trained."""
     import json
     import zipfile
 
     model = make_model()
     assert model.policy_kwargs["sliding_window"] is True and model.policy_kwargs["segment_len"] == SEGMENT
-    assert model.policy_kwargs["separate_critic_trunk"] is True and model.policy_kwargs["actor_value_coef"] == 0.5
+    assert model.policy_kwargs["separate_critic_trunk"] is False and model.policy_kwargs["actor_value_coef"] == 0.0
     model.save(tmp_path / "new.zip")
     assert PPOELMUR.load(tmp_path / "new.zip").policy.config == model.policy.config
 
-    old = make_model(sliding_window=False, separate_critic_trunk=False, actor_value_coef=0.0)
+    old = make_model(sliding_window=False)
     old.save(tmp_path / "old.zip")
     with zipfile.ZipFile(tmp_path / "old.zip") as archive:  # as saved before the knob existed
         members = {name: archive.read(name) for name in archive.namelist()}

@@ -133,7 +133,7 @@ def test_corrupt_checkpoint(tmp_path, model):
 
 
 def test_checkpoint_keeps_configuration_and_loads_with_other_number_of_envs(tmp_path):
-    kwargs = dict(TINY, memory_size=3, lru_alpha=0.5, norm_first=True, separate_critic_trunk=False)
+    kwargs = dict(TINY, memory_size=3, lru_alpha=0.5, norm_first=True, separate_critic_trunk=True)
     model = tiny_model(make_vec_env(TMaze, n_envs=2, seed=0), policy_kwargs=kwargs).learn(32)
     model.save(tmp_path / "model.zip")
     loaded = PPOELMUR.load(tmp_path / "model.zip", env=make_vec_env(TMaze, n_envs=3, seed=1))
