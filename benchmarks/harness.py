@@ -703,7 +703,7 @@ def changed_settings(recorded: dict[str, Any], job: dict[str, Any]) -> list[str]
 
     A setting the record lacks did not exist when it was made: it is a difference only where the job sets it away
     from its default (a new option comes with a default that keeps the old behaviour; a change of behaviour bumps
-    ``PPO_ELMUR_REVISION`` instead)."""
+    ``CODE_REVISION`` instead)."""
     was = {k: v for k, v in _flat(recorded).items() if k not in NOT_SETTINGS}  # recorded before it was left out
     now = _flat(resolved_configuration(job))
     added = [k for k in now if k not in was]  # settings that did not exist when it was made
@@ -721,7 +721,7 @@ def other_revision(job: dict[str, Any]) -> bool:
 def cached_result(job: dict[str, Any], name: str, results: Path = RESULTS) -> dict | None:
     """The job's cached result, or None if it has not been run. Raises :class:`StaleResult` if the result records a
     configuration other than the job's today (:func:`changed_settings`): a default changed since it ran. (A job of
-    an earlier revision is served as recorded: today's defaults are not the ones it ran with.)"""
+    another revision is served as recorded: today's defaults are not the ones it ran with.)"""
     json_path, _ = job_paths(job, name, results)
     if not json_path.exists():
         return None
@@ -740,13 +740,18 @@ def equivalent_result(job: dict[str, Any], results: Path = RESULTS) -> tuple[Pat
     """A result, under any benchmark name, of a ppo_elmur job of one of ``SAME_CODE_REVISIONS`` whose hyperparameters
     resolve to exactly the job's configuration today (everything else of the job equal): the same training."""
     same_code = SAME_CODE_REVISIONS.get(job.get("ppo_elmur_revision", 1), [])
-    rest = {k: v for k, v in job.items() if k not in ("hyperparameters", "ppo_elmur_revision")}
+    if not same_code:  # nothing to look for: no need to read every cached result
+        return None
+
+    def rest(j: dict[str, Any]) -> dict[str, Any]:  # what besides its settings and revision makes a job
+        return {k: v for k, v in j.items() if k not in ("hyperparameters", "ppo_elmur_revision")}
+
     for path in sorted(results.glob("*/*.json")):
         result = json.loads(path.read_text())
         other = result.get("job", {})
         if other.get("ppo_elmur_revision") not in same_code or "configuration" not in result:
             continue
-        if {k: v for k, v in other.items() if k not in ("hyperparameters", "ppo_elmur_revision")} != rest:
+        if rest(other) != rest(job):
             continue
         if not changed_settings(with_earlier_defaults(result["configuration"]), job):
             return path, result
