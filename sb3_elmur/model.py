@@ -54,10 +54,11 @@ class ElmurConfig:
         false they are detached
     :param separate_critic_trunk: give the value function its own ELMUR trunk (and memory) instead of a value head
         on the actor's trunk
-    :param actor_value_coef: with ``separate_critic_trunk``, weight of an auxiliary loss (0 = off): a linear value head
-        on the actor's latent also learns the returns (squared error, as the critic's), so the actor's trunk learns
-        features that predict the return; its values are not used for the advantages. Without a critic trunk the
-        value head already sits on the actor's trunk, and this knob has no effect
+    :param actor_value_coef: with ``separate_critic_trunk``, weight of an auxiliary loss (0 = off): the actor's trunk
+        keeps a value branch of its own (an MLP shaped as the critic's, then a linear head) that learns the returns
+        (squared error, as the critic's), so the actor's trunk learns features that predict the return; its values
+        are not used for the advantages. Without a critic trunk the value head already sits on the actor's trunk, and
+        this knob has no effect
     :param features_skip: feed the current step's features to the actor and critic MLPs beside the trunk output
         (a direct path that does not go through attention and memory)
     :param reconstruction_coef: weight of an auxiliary loss (0 = off): after each complete training segment, a

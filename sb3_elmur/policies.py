@@ -1,5 +1,6 @@
 """Actor-critic policies whose recurrent state is the ELMUR layer memory (see :mod:`sb3_elmur.model`)."""
 
+import copy
 import dataclasses
 from typing import TYPE_CHECKING, Any, cast
 
@@ -104,8 +105,10 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             if config.reconstruction_coef > 0
             else None
         )
+        # with a critic trunk, the actor's trunk may keep a value branch of its own (as the one trunk has): an MLP
+        # shaped as the critic's, then a linear head, trained on the returns and never used for the advantages
         self.actor_value_net = (
-            nn.Linear(self.mlp_extractor.latent_dim_pi, 1)
+            nn.Sequential(copy.deepcopy(self.mlp_extractor.value_net), nn.Linear(self.mlp_extractor.latent_dim_vf, 1))
             if config.separate_critic_trunk and config.actor_value_coef > 0
             else None
         )
@@ -124,11 +127,16 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         latent_dim = self.config.d_model + (self.features_dim if self.config.features_skip else 0)
         self.mlp_extractor = MlpExtractor(latent_dim, self.net_arch, self.activation_fn, self.device)
 
-    def _latents(self, outputs: list[th.Tensor], features: list[th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
-        """Actor and critic latents from the trunk outputs (and the current step's features, with features_skip)."""
+    def _heads_input(self, outputs: list[th.Tensor], features: list[th.Tensor]) -> list[th.Tensor]:
+        """What the MLPs read from each trunk: its output (and the current step's features, with features_skip)."""
         if self.config.features_skip:
-            outputs = [th.cat([o, f], dim=-1) for o, f in zip(outputs, features, strict=True)]
-        return self.mlp_extractor.forward_actor(outputs[0]), self.mlp_extractor.forward_critic(outputs[-1])
+            return [th.cat([o, f], dim=-1) for o, f in zip(outputs, features, strict=True)]
+        return outputs
+
+    def _latents(self, outputs: list[th.Tensor], features: list[th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
+        """Actor and critic latents from the trunk outputs (the actor's trunk is the first, the critic's the last)."""
+        heads_input = self._heads_input(outputs, features)
+        return self.mlp_extractor.forward_actor(heads_input[0]), self.mlp_extractor.forward_critic(heads_input[-1])
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -257,7 +265,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
                 auxiliary_loss = self.config.reconstruction_coef * loss
         latent_pi, latent_vf = self._latents(outputs, features)
         if self.actor_value_net is not None:  # the actor's trunk also learns to predict the returns
-            actor_values = self.actor_value_net(latent_pi).flatten()
+            actor_values = self.actor_value_net(self._heads_input(outputs, features)[0]).flatten()
             actor_value_loss = th.mean(((batch.returns - actor_values) ** 2)[batch.loss_mask])
             auxiliary_loss = auxiliary_loss + self.config.actor_value_coef * actor_value_loss
         distribution = self._get_action_dist_from_latent(latent_pi)

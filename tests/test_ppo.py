@@ -181,8 +181,9 @@ def test_reconstruction_loss_trains_the_write_path():
 
 
 def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
-    """actor_value_coef > 0 with a critic trunk: an auxiliary value loss on the actor's latent, whose gradient reaches
-    the actor's trunk and not the critic's; the values PPO uses still come from the critic's trunk."""
+    """actor_value_coef > 0 with a critic trunk: an auxiliary value loss on a value branch of the actor's trunk, whose
+    gradient reaches the actor's trunk and not the critic's trunk or MLP; the values PPO uses still come from the
+    critic's trunk."""
     model = make_model(separate_critic_trunk=True, actor_value_coef=0.5)
     assert model.policy.actor_value_net is not None and len(model.policy.trunks) == 2
     model.learn(90)
@@ -194,10 +195,11 @@ def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
     actor, critic = model.policy.trunks
     assert sum(float(p.grad.abs().sum()) for p in actor.parameters() if p.grad is not None) > 0
     assert all(p.grad is None or not p.grad.any() for p in critic.parameters())
-    assert model.policy.value_net.weight.grad is None or not model.policy.value_net.weight.grad.any()
+    critic_heads = [*model.policy.mlp_extractor.value_net.parameters(), *model.policy.value_net.parameters()]
+    assert all(p.grad is None or not p.grad.any() for p in critic_heads)
     plain = make_model(separate_critic_trunk=True).policy.state_dict()
     with_head = make_model(separate_critic_trunk=True, actor_value_coef=0.5).policy.state_dict()
-    assert set(with_head) - set(plain) == {"actor_value_net.weight", "actor_value_net.bias"}
+    assert {name.split(".")[0] for name in set(with_head) - set(plain)} == {"actor_value_net"}
     assert all(torch.equal(weights, with_head[name]) for name, weights in plain.items())  # the head is built last
     assert make_model(actor_value_coef=0.5).policy.actor_value_net is None  # no critic trunk: no effect
 
