@@ -321,7 +321,8 @@ def test_a_job_of_an_other_revision_with_the_same_code_and_configuration_is_adop
     job, first, results = tiny_run
     before = 99  # a revision whose code learns as today's (SAME_CODE_REVISIONS)
     monkeypatch.setattr(harness, "SAME_CODE_REVISIONS", {job["ppo_elmur_revision"]: [before]})
-    defaults = {"separate_critic_trunk": False, "actor_value_coef": 0.0}  # today's defaults, set explicitly
+    today = ElmurConfig()
+    defaults = {"separate_critic_trunk": today.separate_critic_trunk, "actor_value_coef": today.actor_value_coef}
     explicit = {**TINY, "policy_kwargs": {**TINY["policy_kwargs"], **defaults}}
     then = {**job, "ppo_elmur_revision": before, "hyperparameters": explicit}
     source, _ = harness.job_paths(then, "ablation_then", tmp_path)
@@ -332,10 +333,10 @@ def test_a_job_of_an_other_revision_with_the_same_code_and_configuration_is_adop
         raise AssertionError("the job ran")
 
     monkeypatch.setattr(harness, "run_job", fail)
-    critic_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=True)
+    other_trunks = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=not today.separate_critic_trunk)
     without_window = {k: v for k, v in first["configuration"]["policy_kwargs"].items() if k != "sliding_window"}
     for other in [
-        {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": critic_trunk}},
+        {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": other_trunks}},
         {**first, "job": {**then, "ppo_elmur_revision": 1}},
         {**first, "job": {**then, "seed": 1}},
         # recorded before sliding_window existed: it ran with the value of that time (off), not today's default
@@ -352,7 +353,8 @@ def test_a_job_of_an_other_revision_with_the_same_code_and_configuration_is_adop
         k: first[k] for k in ("success", "configuration", "curve")
     }
     assert harness.cached_job(job, "suite", tmp_path) == adopted  # now cached under its own key
-    assert harness.load_model(job, "suite", tmp_path).policy.config.separate_critic_trunk is False
+    config = harness.load_model(job, "suite", tmp_path).policy.config
+    assert (config.separate_critic_trunk, config.actor_value_coef) == (True, 0.1) == tuple(defaults.values())
 
 
 def test_a_job_of_an_other_revision_is_read_as_recorded_and_never_run(tiny_run, tmp_path, monkeypatch):
@@ -363,10 +365,10 @@ def test_a_job_of_an_other_revision_is_read_as_recorded_and_never_run(tiny_run, 
     message = f"revision 4, not in the cache: today's code learns as revision {harness.CODE_REVISION}"
     with pytest.raises(ValueError, match=message):
         harness.cached_job(old, "tiny", tmp_path)
-    critic_trunk = dict(first["configuration"]["policy_kwargs"], separate_critic_trunk=True)  # its defaults
-    recorded = {**first, "configuration": {**first["configuration"], "policy_kwargs": critic_trunk}}
+    revision_4 = dict(first["configuration"]["policy_kwargs"], actor_value_coef=0.5)  # its defaults
+    recorded = {**first, "configuration": {**first["configuration"], "policy_kwargs": revision_4}}
     harness.write_json(harness.job_paths(old, "tiny", tmp_path)[0], {**recorded, "job": old})
     assert harness.cached_result(old, "tiny", tmp_path) == {**recorded, "job": old}
     harness.write_json(harness.job_paths(job, "tiny", tmp_path)[0], recorded)  # today's job: stale
-    with pytest.raises(harness.StaleResult, match=r"policy_kwargs\.separate_critic_trunk"):
+    with pytest.raises(harness.StaleResult, match=r"policy_kwargs\.actor_value_coef"):
         harness.cached_result(job, "tiny", tmp_path)

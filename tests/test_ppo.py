@@ -197,11 +197,11 @@ def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
     assert all(p.grad is None or not p.grad.any() for p in critic.parameters())
     critic_heads = [*model.policy.mlp_extractor.value_net.parameters(), *model.policy.value_net.parameters()]
     assert all(p.grad is None or not p.grad.any() for p in critic_heads)
-    plain = make_model(separate_critic_trunk=True).policy.state_dict()
+    plain = make_model(separate_critic_trunk=True, actor_value_coef=0.0).policy.state_dict()
     with_head = make_model(separate_critic_trunk=True, actor_value_coef=0.5).policy.state_dict()
     assert {name.split(".")[0] for name in set(with_head) - set(plain)} == {"actor_value_net"}
     assert all(torch.equal(weights, with_head[name]) for name, weights in plain.items())  # the head is built last
-    assert make_model(actor_value_coef=0.5).policy.actor_value_net is None  # no critic trunk: no effect
+    assert make_model(separate_critic_trunk=False).policy.actor_value_net is None  # no critic trunk: no effect
 
 
 def test_evaluate_success():
@@ -279,11 +279,11 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
 
     model = make_model()
     assert model.policy_kwargs["sliding_window"] is True and model.policy_kwargs["segment_len"] == SEGMENT
-    assert model.policy_kwargs["separate_critic_trunk"] is False and model.policy_kwargs["actor_value_coef"] == 0.0
+    assert model.policy_kwargs["separate_critic_trunk"] is True and model.policy_kwargs["actor_value_coef"] == 0.1
     model.save(tmp_path / "new.zip")
     assert PPOELMUR.load(tmp_path / "new.zip").policy.config == model.policy.config
 
-    old = make_model(sliding_window=False)
+    old = make_model(sliding_window=False, separate_critic_trunk=False, actor_value_coef=0.0)  # revision 1's model
     old.save(tmp_path / "old.zip")
     with zipfile.ZipFile(tmp_path / "old.zip") as archive:  # as saved before the knob existed
         members = {name: archive.read(name) for name in archive.namelist()}
