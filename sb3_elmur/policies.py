@@ -266,7 +266,8 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         latent_pi, latent_vf = self._latents(outputs, features)
         if self.actor_value_net is not None:  # the actor's trunk also learns to predict the returns
             actor_values = self.actor_value_net(self._heads_input(outputs, features)[0]).flatten()
-            actor_value_loss = th.mean(((batch.returns - actor_values) ** 2)[batch.loss_mask])
+            mask = batch.loss_mask.to(actor_values.dtype)  # a mean over the masked steps, with no data-dependent shape
+            actor_value_loss = (((batch.returns - actor_values) ** 2) * mask).sum() / mask.sum()
             auxiliary_loss = auxiliary_loss + self.config.actor_value_coef * actor_value_loss
         distribution = self._get_action_dist_from_latent(latent_pi)
         values = self.value_net(latent_vf).flatten()
