@@ -88,13 +88,15 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # 3: a critic trunk of its own by default (separate_critic_trunk=True); 4: and a value head on the actor's trunk
 # (actor_value_coef=0.5). Both lost a T-Maze check (3: corridor 30; 4: the zero-shot horizon), so the defaults went
 # back to revision 2's for a while; 5: the critic trunk with the actor trunk's value branch as an MLP shaped as the
-# critic's (revision 4's was a linear head on the policy latent) at actor_value_coef=0.1. Revision 5's code is revision
-# 2's (and 3's) but for that branch, which no job of theirs used (the revision-2 ablations setting it ran today's code).
-CODE_REVISION = 5  # what today's code learns
+# critic's (revision 4's was a linear head on the policy latent) at actor_value_coef=0.1 (its code is revision 2's
+# and 3's but for that branch, which no job of theirs used: the revision-2 ablations setting it ran revision 5's code);
+# it lost the T-Maze within one segment on 3 seeds of 4. 6: revision 5's defaults, and with a critic trunk the actor's
+# and the critic's gradients clipped apart (code that no earlier job with a critic trunk ran).
+CODE_REVISION = 6  # what today's code learns
 PPO_ELMUR_REVISION = CODE_REVISION  # the revision of the jobs a command makes or reads (``--ppo-elmur-revision``)
 # Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
 # set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
-SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3], 5: [2, 3]}
+SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3], 5: [2, 3], 6: []}
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------
