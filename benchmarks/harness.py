@@ -87,16 +87,15 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # 1: sessions up to the batch_size change; 2: SB3's number of minibatches, sliding-window self-attention by default;
 # 3: a critic trunk of its own by default (separate_critic_trunk=True); 4: and a value head on the actor's trunk
 # (actor_value_coef=0.5). Both lost a T-Maze check (3: corridor 30; 4: the zero-shot horizon), so the defaults went
-# back to revision 2's for a while; 5: the critic trunk with the actor trunk's value branch as an MLP shaped as the
-# critic's (revision 4's was a linear head on the policy latent) at actor_value_coef=0.1 (its code is revision 2's
-# and 3's but for that branch, which no job of theirs used: the revision-2 ablations setting it ran revision 5's code);
-# it lost the T-Maze within one segment on 3 seeds of 4. 6: revision 5's defaults, and with a critic trunk the actor's
-# and the critic's gradients clipped apart (code that no earlier job with a critic trunk ran).
-CODE_REVISION = 6  # what today's code learns
+# back to revision 2's. 5 and 6 (tried in one session, no job cached): the critic trunk and a value branch on the
+# actor's trunk shaped as the critic's at actor_value_coef=0.1 (5), and with the actor's and critic's gradients
+# clipped apart (6); 5 lost the T-Maze within one segment (3 seeds of 4), 6 the T-Maze at corridor 30 (seed 0). So
+# today's code learns as revision 2 did (the value branch is an option; the revision-2 ablations that set it ran it).
+CODE_REVISION = 2  # what today's code learns
 PPO_ELMUR_REVISION = CODE_REVISION  # the revision of the jobs a command makes or reads (``--ppo-elmur-revision``)
 # Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
 # set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
-SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3], 5: [2, 3], 6: []}
+SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3]}
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------

@@ -77,8 +77,8 @@ class ElmurConfig:
     norm_first: bool = False
     sliding_window: bool = True
     memory_gradient: bool = True
-    separate_critic_trunk: bool = True
-    actor_value_coef: float = 0.1
+    separate_critic_trunk: bool = False
+    actor_value_coef: float = 0.0
     features_skip: bool = True
     reconstruction_coef: float = 0.0
     episode_clock: bool = False

@@ -120,19 +120,6 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     def _trunks(self) -> list[ElmurTransformer]:
         return cast(list[ElmurTransformer], list(self.trunks))
 
-    def gradient_groups(self) -> list[list[nn.Parameter]]:
-        """The parameters whose gradient norm the update clips together: with a critic trunk, the critic's (its trunk,
-        MLP and value head, and its features extractor unless shared) apart from the rest, so that the scale of the
-        value loss does not shrink the actor's step; else all of them."""
-        if not self.config.separate_critic_trunk:
-            return [list(self.parameters())]
-        critic_modules = [self.trunks[1], self.mlp_extractor.value_net, self.value_net]
-        if not self.share_features_extractor:
-            critic_modules.append(self.vf_features_extractor)
-        critic = {id(p) for module in critic_modules for p in module.parameters()}
-        parameters = list(self.parameters())
-        return [[p for p in parameters if id(p) not in critic], [p for p in parameters if id(p) in critic]]
-
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(super()._get_constructor_parameters(), **dataclasses.asdict(self.config))
 

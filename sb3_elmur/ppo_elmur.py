@@ -84,9 +84,7 @@ class PPOELMUR(OnPolicyAlgorithm):
     ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``,
     ``vf_coef``, ``max_grad_norm``, ``use_sde``, ``sde_sample_freq``, ``target_kl``, ``stats_window_size``,
     ``tensorboard_log``, ``policy_kwargs`` (SB3's policy arguments and the ELMUR knobs of
-    :class:`~sb3_elmur.model.ElmurConfig`), ``verbose``, ``seed``, ``device``: as in SB3's PPO, but for
-    ``max_grad_norm``: with a critic trunk, the gradients of the actor's parameters and of the critic's are each
-    clipped to that norm (see :meth:`~sb3_elmur.policies.ElmurActorCriticPolicy.gradient_groups`).
+    :class:`~sb3_elmur.model.ElmurConfig`), ``verbose``, ``seed``, ``device``: as in SB3's PPO.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -352,7 +350,6 @@ class PPOELMUR(OnPolicyAlgorithm):
         if self.normalize_value_loss:
             self.returns_rms.update(self.rollout_buffer.returns.flatten())
         entropy_losses, pg_losses, value_losses, clip_fractions, auxiliary_losses = [], [], [], [], []
-        gradient_groups = self.policy.gradient_groups()
         continue_training = True
         update_norms: dict[str, list[th.Tensor]] = {}
         watching = self._watch_attention_updates(update_norms)  # during the first minibatch's forward pass only
@@ -378,8 +375,7 @@ class PPOELMUR(OnPolicyAlgorithm):
 
                 self.policy.optimizer.zero_grad()
                 terms.loss.backward()
-                for group in gradient_groups:  # the actor's and a critic trunk's apart (see gradient_groups)
-                    th.nn.utils.clip_grad_norm_(group, self.max_grad_norm)
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.policy.optimizer.step()
 
             self._n_updates += 1

@@ -204,20 +204,6 @@ def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
     assert make_model(separate_critic_trunk=False).policy.actor_value_net is None  # no critic trunk: no effect
 
 
-def test_a_critic_trunk_has_its_own_gradient_clipping_group():
-    """With a critic trunk, the update clips the critic's gradients (its trunk, MLP and value head) apart from the
-    actor's, each to max_grad_norm; with one trunk, all together. The groups partition the parameters."""
-    policy = make_model().policy
-    actor, critic = policy.gradient_groups()
-    expected = [policy.trunks[1], policy.mlp_extractor.value_net, policy.value_net]
-    assert {id(p) for p in critic} == {id(p) for module in expected for p in module.parameters()}
-    assert {id(p) for p in actor} | {id(p) for p in critic} == {id(p) for p in policy.parameters()}
-    assert not {id(p) for p in actor} & {id(p) for p in critic}
-    assert {id(p) for p in policy.trunks[0].parameters()} <= {id(p) for p in actor}
-    one_trunk = make_model(separate_critic_trunk=False).policy
-    assert [len(group) for group in one_trunk.gradient_groups()] == [len(list(one_trunk.parameters()))]
-
-
 def test_evaluate_success():
     model = make_model()
     success, mean_return = evaluate_success(model, model.env, n_eval_episodes=6)
@@ -293,7 +279,7 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
 
     model = make_model()
     assert model.policy_kwargs["sliding_window"] is True and model.policy_kwargs["segment_len"] == SEGMENT
-    assert model.policy_kwargs["separate_critic_trunk"] is True and model.policy_kwargs["actor_value_coef"] == 0.1
+    assert model.policy_kwargs["separate_critic_trunk"] is False and model.policy_kwargs["actor_value_coef"] == 0.0
     model.save(tmp_path / "new.zip")
     assert PPOELMUR.load(tmp_path / "new.zip").policy.config == model.policy.config
 
