@@ -133,9 +133,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             return [th.cat([o, f], dim=-1) for o, f in zip(outputs, features, strict=True)]
         return outputs
 
-    def _latents(self, outputs: list[th.Tensor], features: list[th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
-        """Actor and critic latents from the trunk outputs (the actor's trunk is the first, the critic's the last)."""
-        heads_input = self._heads_input(outputs, features)
+    def _latents(self, heads_input: list[th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
+        """Actor and critic latents from what the MLPs read (:meth:`_heads_input`; the actor's trunk is the first,
+        the critic's the last)."""
         return self.mlp_extractor.forward_actor(heads_input[0]), self.mlp_extractor.forward_critic(heads_input[-1])
 
     # --- state -------------------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
 
     def _step_latents(self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor):
         features, outputs, state = self._step_trunks(obs, self.reset_state(state, episode_starts))
-        return *self._latents(outputs, features), state
+        return *self._latents(self._heads_input(outputs, features)), state
 
     def forward(  # type: ignore[override]
         self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor, deterministic: bool = False
@@ -263,9 +263,10 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
                 decoded = self.reconstruction(memories[complete])  # (K, L, features_dim)
                 loss = F.mse_loss(decoded, trunk_features[complete].detach())
                 auxiliary_loss = self.config.reconstruction_coef * loss
-        latent_pi, latent_vf = self._latents(outputs, features)
+        heads_input = self._heads_input(outputs, features)
+        latent_pi, latent_vf = self._latents(heads_input)
         if self.actor_value_net is not None:  # the actor's trunk also learns to predict the returns
-            actor_values = self.actor_value_net(self._heads_input(outputs, features)[0]).flatten()
+            actor_values = self.actor_value_net(heads_input[0]).flatten()
             mask = batch.loss_mask.to(actor_values.dtype)  # a mean over the masked steps, with no data-dependent shape
             actor_value_loss = (((batch.returns - actor_values) ** 2) * mask).sum() / mask.sum()
             auxiliary_loss = auxiliary_loss + self.config.actor_value_coef * actor_value_loss
