@@ -408,8 +408,6 @@ class ElmurTransformer(nn.Module):
         positions = torch.arange(L, device=features.device)
         x = self._tokens(features, start_step[..., None] + positions)  # (B, S, L, d)
         memory, anchors, prev_keys, prev_values = start
-        key_pos = torch.arange(-P, L, device=x.device)
-        distance = (positions[:, None] - key_pos[None])[None]  # (1, L, P + L)
         outputs, memories = [], []
         for s in range(S):
             steps = start_step[:, s, None] + positions  # (B, L)
@@ -417,28 +415,75 @@ class ElmurTransformer(nn.Module):
             fresh = episode_start[:, s]
             memory = torch.where(fresh[:, None, None, None], initial, memory)
             anchors = anchors.masked_fill(fresh[:, None, None], -1)
-            # causal, within the last L steps, and no previous segment at an episode start: (B, L, P + L)
-            masked = (distance < 0) | (distance >= L) | ((key_pos < 0) & fresh[:, None])[:, None]
-            read_bucket = distance_bucket(steps[:, None, :, None] - anchors[:, :, None], (anchors < 0)[:, :, None])
-            h, written, keys, values = x[:, s], [], [], []
-            for i, layer in enumerate(self.layers):
-                h, k, v = layer(
-                    h, prev_keys[:, i], prev_values[:, i], (distance, masked), memory[:, i], read_bucket[:, i]
-                )
-                written.append(h)
-                keys.append(k[:, L - P :])
-                values.append(v[:, L - P :])
+            h, written, keys, values = self._segment_pass(
+                x[:, s], steps, fresh, memory, anchors, prev_keys, prev_values
+            )
             if s < S - 1 or write_last:
-                new_memory, new_anchors = self._write(memory, anchors, torch.stack(written, 1), steps)
+                new_memory, new_anchors = self._write(memory, anchors, written, steps)
                 memory = torch.where(complete[:, None, None, None], new_memory, memory)
                 anchors = torch.where(complete[:, None, None], new_anchors, anchors)
             outputs.append(h)
             memories.append(memory)
-            prev_keys, prev_values = torch.stack(keys, 1), torch.stack(values, 1)
+            prev_keys, prev_values = keys[:, :, L - P :], values[:, :, L - P :]
             if not self.config.memory_gradient:  # the next segment reads them without a gradient path to here
                 memory, prev_keys, prev_values = memory.detach(), prev_keys.detach(), prev_values.detach()
         end = SegmentStart(memory, anchors, prev_keys, prev_values)
         return self.final_norm(torch.stack(outputs, 1)), torch.stack(memories, 1), end
+
+    def replay_segment(self, features: torch.Tensor, state: ElmurState) -> ElmurState:
+        """The state with its current segment's cache recomputed, in one causal pass, by the current weights.
+
+        :param features: (B, L-1, input_dim) the features of each env's segment so far (``state.step % L`` of them,
+            then padding)
+        :param state: the state ``state.step % L`` steps into the segment (its cache written by other weights)
+        """
+        P = self.config.previous_len
+        prefix_len = state.step % self.config.segment_len  # (B,)
+        positions = torch.arange(features.shape[1], device=features.device)
+        steps = (state.step - prefix_len)[:, None] + positions  # (B, L-1)
+        prev_keys, prev_values = state.keys[:, :, :P], state.values[:, :, :P]
+        fresh = steps[:, 0] == 0  # the episode's first segment: no previous one
+        x = self._tokens(features, steps)
+        _, outputs, keys, values = self._segment_pass(
+            x, steps, fresh, state.memory, state.anchors, prev_keys, prev_values
+        )
+        seen = (positions < prefix_len[:, None])[:, None, :, None]  # (B, 1, L-1, 1): the tokens of the segment so far
+        return state._replace(
+            keys=torch.cat([prev_keys, torch.where(seen, keys, state.keys[:, :, P:])], 2),
+            values=torch.cat([prev_values, torch.where(seen, values, state.values[:, :, P:])], 2),
+            outputs=torch.where(seen, outputs, state.outputs),
+        )
+
+    def _segment_pass(
+        self,
+        x: torch.Tensor,
+        steps: torch.Tensor,
+        fresh: torch.Tensor,
+        memory: torch.Tensor,
+        anchors: torch.Tensor,
+        prev_keys: torch.Tensor,
+        prev_values: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens x (B, T, d) of one segment (T <= L, at episode steps (B, T)) through every layer: each attends
+        causally to the last L steps (the previous segment's P keys and values (B, n, P, d) too, unless ``fresh``
+        (B,) begins an episode) and reads the memory (B, n, M, d) with its anchors (B, n, M).
+
+        :return: the last layer's outputs (B, T, d), and every layer's outputs, keys and values (B, n, T, d) each
+        """
+        T, L, P = x.shape[1], self.config.segment_len, self.config.previous_len
+        positions = torch.arange(T, device=x.device)
+        key_pos = torch.arange(-P, T, device=x.device)
+        distance = (positions[:, None] - key_pos[None])[None]  # (1, T, P + T)
+        # causal, within the last L steps, and no previous segment at an episode start: (B, T, P + T)
+        masked = (distance < 0) | (distance >= L) | ((key_pos < 0) & fresh[:, None])[:, None]
+        read_bucket = distance_bucket(steps[:, None, :, None] - anchors[:, :, None], (anchors < 0)[:, :, None])
+        written, keys, values = [], [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, prev_keys[:, i], prev_values[:, i], (distance, masked), memory[:, i], read_bucket[:, i])
+            written.append(x)
+            keys.append(k)
+            values.append(v)
+        return x, torch.stack(written, 1), torch.stack(keys, 1), torch.stack(values, 1)
 
     def _tokens(self, features: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """Tokens (..., d) of the features (..., input_dim) at episode steps (...)."""

@@ -191,18 +191,16 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         :param state: the state of n_envs environments, ``step % L`` steps into their segments
         :param segment_observations: (n_envs, L-1, ...) each environment's observations of its segment so far
         """
-        prefix_len = state.step % self.config.segment_len  # (n_envs,)
-        if not prefix_len.any():
+        if not (state.step % self.config.segment_len).any():
             return state
-        replay = state._replace(step=state.step - prefix_len)
-        for j in range(int(prefix_len.max())):
-            obs = obs_as_tensor(map_observations(lambda o: o[:, j], segment_observations), self.device)  # noqa: B023
-            _, _, stepped = self._step_trunks(obs, replay)
-            advance = j < prefix_len
-            replay = ElmurState(
-                *(th.where(advance.view(-1, *[1] * (a.dim() - 1)), n, a) for n, a in zip(stepped, replay, strict=True))
-            )
-        return replay
+        n_envs, prefix = len(state.step), max(self.config.segment_len - 1, 0)
+        flat = map_observations(lambda o: o.reshape(n_envs * prefix, *o.shape[2:]), segment_observations)
+        features = self._trunk_features(obs_as_tensor(flat, self.device))
+        states = [
+            trunk.replay_segment(f.reshape(n_envs, prefix, -1), s)
+            for trunk, f, s in zip(self._trunks, features, self._split(state), strict=True)
+        ]
+        return _join(states)
 
     def _step_latents(self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor):
         features, outputs, state = self._step_trunks(obs, self.reset_state(state, episode_starts))

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sb3_elmur.model import Attention, ElmurConfig, ElmurTransformer, SegmentStart, distance_bucket
+from sb3_elmur.model import Attention, ElmurConfig, ElmurState, ElmurTransformer, SegmentStart, distance_bucket
 
 CONFIG = dict(
     d_model=16,
@@ -103,6 +103,41 @@ def test_segment_mode_ends_where_step_mode_starts_the_next_segment(sliding_windo
     for name, a, b in zip(end._fields, end, expected, strict=True):
         assert a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-5), name
     assert end.keys.shape[2] == (L - 1 if sliding_window else 0)
+
+
+def advance_where(mask: torch.Tensor, stepped: ElmurState, state: ElmurState) -> ElmurState:
+    """The stepped state for the envs where ``mask`` (B,) is true, the old one elsewhere."""
+    return ElmurState(
+        *(torch.where(mask.view(-1, *[1] * (n.dim() - 1)), n, o) for n, o in zip(stepped, state, strict=True))
+    )
+
+
+@pytest.mark.parametrize("sliding_window", [True, False])
+def test_replay_segment_equals_stepping_the_segment_so_far_with_new_weights(sliding_window: bool):
+    """A rollout begins mid-segment: ``replay_segment`` recomputes the segment's cache in one pass, as stepping its
+    tokens again (from the same memory and previous segment) with the changed weights gives it."""
+    L, B = 4, 4
+    model = make_model(False, 2, L, sliding_window)
+    lengths = torch.tensor([5, 8, 10, 3])  # 1, 0, 2 and 3 steps into a segment (the last env: its first segment)
+    features = torch.randn(B, int(lengths.max()), 5)
+    state = model.initial_state(B)
+    with torch.no_grad():
+        for t in range(features.shape[1]):
+            state = advance_where(t < lengths, model.step(features[:, t], state)[1], state)
+        for p in model.parameters():  # the update between two rollouts
+            p.add_(0.1 * torch.randn_like(p))
+        prefix, start = state.step % L, state.step - state.step % L
+        segment = torch.zeros(B, L - 1, 5)  # each env's segment so far, then padding
+        for b in range(B):
+            segment[b, : prefix[b]] = features[b, start[b] : state.step[b]]
+        replayed = model.replay_segment(segment, state)
+        expected = state._replace(step=start)
+        for j in range(L - 1):  # the step-by-step reference
+            expected = advance_where(j < prefix, model.step(segment[:, j], expected)[1], expected)
+    for name, a, b in zip(ElmurState._fields, replayed, expected, strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    change = (replayed.outputs - state.outputs).abs().amax(dim=(1, 2, 3))
+    assert (change[prefix > 0] > 1e-2).all() and (change[prefix == 0] == 0).all()  # the old cache was stale
 
 
 @pytest.mark.parametrize("sliding_window", [True, False])
