@@ -65,10 +65,22 @@ def popgym_job(
     )
 
 
-def task_returns(results: list[dict], task: str, algorithm: str) -> list[float]:
-    """The normalised returns of ``algorithm``'s runs (one per seed) on ``task``."""
+SCORES = {
+    "eval": "deterministic evaluation after training (100 episodes on fresh envs)",
+    "train": "sampled actions at the end of training (the mean return of the last 100 training episodes; POPGym's"
+    " own tables use the best such mean seen during training)",
+}
+
+
+def score(result: dict, kind: str) -> float:
+    """A run's normalised return of kind ``"eval"`` or ``"train"`` (see :data:`SCORES`)."""
+    return result["mean_return"] if kind == "eval" else result["curve"][-1]["mean_return"]
+
+
+def task_returns(results: list[dict], task: str, algorithm: str, kind: str = "eval") -> list[float]:
+    """The normalised returns (of kind ``kind``) of ``algorithm``'s runs (one per seed) on ``task``."""
     return [
-        r["mean_return"]
+        score(r, kind)
         for r in results
         if r["job"]["env_id"] == f"popgym-{task}-v0" and r["job"]["algorithm"] == algorithm
     ]
@@ -78,15 +90,21 @@ LEAD = 0.05  # a difference of means smaller than this is a tie
 
 
 def suite_table(
-    results: list[dict], tasks: list[str], algorithms: list[str], wrappers: list[str], n_seeds: int = 1
+    results: list[dict],
+    tasks: list[str],
+    algorithms: list[str],
+    wrappers: list[str],
+    n_seeds: int = 1,
+    kind: str = "eval",
 ) -> str:
-    """Per task the mean normalised return of each algorithm over its seeds (with the number of seeds), PPOELMUR's
-    lead over RecurrentPPO, the mean row, and the lead counts: ahead by at least :data:`LEAD`, behind by more."""
+    """Per task the mean normalised return (of kind ``kind``, see :data:`SCORES`) of each algorithm over its seeds
+    (with the number of seeds), PPOELMUR's lead over RecurrentPPO, the mean row, and the lead counts: ahead by at
+    least :data:`LEAD`, behind by more."""
     means: dict[tuple[str, str], float] = {}
     runs: dict[tuple[str, str], int] = {}
     for task in tasks:
         for algorithm in algorithms:
-            returns = task_returns(results, task, algorithm)
+            returns = task_returns(results, task, algorithm, kind)
             if returns:
                 means[task, algorithm] = statistics.mean(returns)
                 runs[task, algorithm] = len(returns)
@@ -95,7 +113,7 @@ def suite_table(
     compare = elmur is not None and lstm is not None
     lines = [
         f"Observation wrappers (all algorithms): {' + '.join(wrappers)}. Score: mean episode return, POPGym-normalised"
-        f" to [-1, 1], mean over seeds (number of seeds, of {n_seeds} asked, in brackets).",
+        f" to [-1, 1], {SCORES[kind]}; mean over seeds (number of seeds, of {n_seeds} asked, in brackets).",
         "",
         "| task | " + " | ".join(algorithms) + (f" | {elmur} - {lstm} |" if compare else " |"),
         "|---|" + "---|" * (len(algorithms) + compare),
@@ -181,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs, args.compile_update)
     print(f"\nPOPGym Easy, {args.steps} steps per job, 8 envs, seeds {args.seeds}\n")
-    print(suite_table(results, tasks, args.algorithms, wrappers, len(args.seeds)))
+    for kind in SCORES:
+        print(suite_table(results, tasks, args.algorithms, wrappers, len(args.seeds), kind), end="\n\n")
     try:
         harness.pyplot()
     except ImportError:

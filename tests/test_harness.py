@@ -287,8 +287,11 @@ def test_float_box_and_previous_action_reward():
 def test_popgym_suite_table_counts_leads_and_missing_seeds():
     from benchmarks import popgym_suite
 
-    def result(task, algorithm, seed, score):
-        return dict(job=dict(env_id=f"popgym-{task}-v0", algorithm=algorithm, seed=seed), mean_return=score)
+    def result(task, algorithm, seed, score):  # training ended at score - 0.1 (sampled actions)
+        curve = [dict(steps=1, mean_return=-1.0), dict(steps=2, mean_return=score - 0.1)]
+        return dict(
+            job=dict(env_id=f"popgym-{task}-v0", algorithm=algorithm, seed=seed), mean_return=score, curve=curve
+        )
 
     results = [
         result("AEasy", "ppo_elmur", 0, 0.5),
@@ -303,6 +306,8 @@ def test_popgym_suite_table_counts_leads_and_missing_seeds():
     assert "| BEasy | 0.100 (1) | 0.300 (2) | -0.200 |" in table
     assert "| **mean** | 0.350 | 0.250 | |" in table
     assert "ahead by 0.05 or more on 1 (AEasy), behind by more than 0.05 on 1 (BEasy)" in table
+    training = popgym_suite.suite_table(results, ["AEasy"], ["ppo_elmur", "recurrent_ppo"], ["float_box"], 2, "train")
+    assert "| AEasy | 0.500 (2) | 0.100 (1) | +0.400 |" in training and "sampled actions" in training
 
 
 def test_count_recall_timer_bound_is_the_hypergeometric_mode():
