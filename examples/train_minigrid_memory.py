@@ -7,6 +7,8 @@ matching one of two objects at the end. Observation: the 7x7 partial view as an 
     pip install torch==2.13.0 && pip install -e ".[envs]" matplotlib
     python examples/train_minigrid_memory.py                                   # MemoryS7, 1M steps
     python examples/train_minigrid_memory.py --env MiniGrid-MemoryS11-v0 --steps 3000000
+    python examples/train_minigrid_memory.py --load logs/ppo_elmur/MiniGrid-MemoryS7-v0_1/MiniGrid-MemoryS7-v0.zip
+                                                       # a saved model (e.g. the RL Zoo's): evaluate and draw only
 
 Prints the success rate over 100 episodes on fresh envs, acting deterministically and by sampling (a policy that
 must guess scores about 0.5), saves the model, and writes a PNG strip of one successful episode (the agent's view
@@ -71,17 +73,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default="ppo_elmur_minigrid_memory.zip")
     parser.add_argument("--strip", default="minigrid_memory_episode.png", help="PNG strip of a successful episode")
+    parser.add_argument("--load", default=None, help="a saved model to evaluate and draw instead of training one")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    model = PPOELMUR("CnnElmurPolicy", make_env(args.env, args.n_envs, args.seed), seed=args.seed, verbose=1)
-    model.learn(args.steps, progress_bar=False)
+    if args.load:
+        model = PPOELMUR.load(args.load)
+    else:
+        model = PPOELMUR("CnnElmurPolicy", make_env(args.env, args.n_envs, args.seed), seed=args.seed, verbose=1)
+        model.learn(args.steps, progress_bar=False)
     for deterministic in (True, False):
         success, mean_return = evaluate_success(model, make_env(args.env, 8, args.seed + 1000), 100, deterministic)
         mode = "deterministic" if deterministic else "sampled"
         print(f"{args.env}, {mode} actions, 100 episodes: success {success:.2f}, mean return {mean_return:.3f}")
-    model.save(args.save)
-    frames = successful_episode(PPOELMUR.load(args.save), args.env, args.seed + 2000)
+    if not args.load:
+        model.save(args.save)
+    frames = successful_episode(model if args.load else PPOELMUR.load(args.save), args.env, args.seed + 2000)
     if frames is None:
         print("no successful episode in 20 tries: no strip")
     else:
