@@ -23,6 +23,7 @@ class ElmurSequenceSamples(NamedTuple):
     old_log_prob: th.Tensor
     advantages: th.Tensor
     returns: th.Tensor
+    previous_actions: th.Tensor  # (B * S * L, A) the action taken at the step before each token (its input)
     loss_mask: th.Tensor  # (B * S * L,) true for steps of this rollout (not padding, not the previous rollout's)
     start: SegmentStart  # memory, anchors and the previous segment's keys and values at each sequence start
     start_step: th.Tensor  # (B, S) episode step of each segment's first token
@@ -43,11 +44,14 @@ class ElmurRolloutBuffer(RolloutBuffer):
 
     :param elmur_config: the policy's ELMUR configuration (its segment length L)
     :param sequence_segments: segments per training sequence (the truncation of backpropagation through memory)
+    :param previous_action_dim: size A of the encoded previous action each step's input sees (0: none), kept per
+        step and per segment as the observations are
     """
 
     observations: Observations  # type: ignore[assignment]
     # the per-step arrays as rows of training tokens (see _flat), made by get
     flat_observations: Observations
+    flat_previous_actions: np.ndarray
     flat_actions: np.ndarray
     flat_values: np.ndarray
     flat_log_probs: np.ndarray
@@ -65,12 +69,17 @@ class ElmurRolloutBuffer(RolloutBuffer):
         n_envs: int = 1,
         elmur_config: ElmurConfig | None = None,
         sequence_segments: int = 4,
+        previous_action_dim: int = 0,
     ):
         elmur_config = elmur_config or ElmurConfig()
         self.segment_len = elmur_config.segment_len
         self.sequence_segments = sequence_segments
+        self.previous_action_dim = previous_action_dim
         super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
         self.segment_observations = self._zeros(n_envs, max(self.segment_len - 1, 0))
+        self.segment_previous_actions = np.zeros(
+            (n_envs, max(self.segment_len - 1, 0), previous_action_dim), np.float32
+        )
 
     def _zeros(self, *leading: int) -> Observations:
         shape = self.obs_shape
@@ -86,7 +95,9 @@ class ElmurRolloutBuffer(RolloutBuffer):
         for name in ("rewards", "returns", "episode_starts", "values", "log_probs", "advantages"):
             setattr(self, name, np.zeros((T, E), dtype=np.float32))
         self.episode_steps = np.zeros((T, E), dtype=np.int64)
+        self.previous_actions = np.zeros((T, E, self.previous_action_dim), dtype=np.float32)
         self.prefix_observations = self._zeros(E, max(self.segment_len - 1, 0))
+        self.prefix_previous_actions = np.zeros((E, max(self.segment_len - 1, 0), self.previous_action_dim), np.float32)
         self.prefix_len = np.zeros(E, dtype=np.int64)
         self.memory_index = np.full((T, E), -1, dtype=np.int64)
         self._segment_starts: list[SegmentStart] = []
@@ -99,6 +110,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
         the rollout's first observation); they begin the rollout's first training sequence without loss."""
         self.prefix_len = episode_step % self.segment_len
         self.prefix_observations = map_observations(np.copy, self.segment_observations)
+        self.prefix_previous_actions = self.segment_previous_actions.copy()
 
     def add_segment_starts(self, start: SegmentStart, episode_step: np.ndarray) -> None:
         """Store the segment start (memory, previous segment's keys and values) of the environments whose segment
@@ -120,8 +132,10 @@ class ElmurRolloutBuffer(RolloutBuffer):
         value: th.Tensor,
         log_prob: th.Tensor,
         episode_step: np.ndarray,
+        previous_action: np.ndarray,
     ) -> None:
-        """SB3's per-step data plus the episode step of ``obs`` (n_envs,)."""
+        """SB3's per-step data plus the episode step of ``obs`` (n_envs,) and the previous action (n_envs, A) that
+        its step's input saw."""
         shape = self.obs_shape
         if isinstance(obs, dict):
             shapes = cast(dict[str, tuple[int, ...]], shape)
@@ -137,6 +151,8 @@ class ElmurRolloutBuffer(RolloutBuffer):
                 cache[envs, position[envs]] = self.observations[key][self.pos, envs]
         else:
             self.segment_observations[envs, position[envs]] = self.observations[self.pos, envs]  # type: ignore[index]
+        self.previous_actions[self.pos] = previous_action
+        self.segment_previous_actions[envs, position[envs]] = previous_action[envs]
         self.actions[self.pos] = np.asarray(action).reshape((self.n_envs, self.action_dim))
         self.rewards[self.pos] = np.asarray(reward)
         self.episode_starts[self.pos] = np.asarray(episode_start)
@@ -185,7 +201,8 @@ class ElmurRolloutBuffer(RolloutBuffer):
         if prefix is None:
             tail = np.zeros((extra_rows, *flat.shape[1:]), dtype=flat.dtype)
         else:
-            tail = np.concatenate([prefix.reshape(-1, *flat.shape[1:]), np.zeros((1, *flat.shape[1:]), flat.dtype)])
+            rows = prefix.reshape(extra_rows - 1, *flat.shape[1:])
+            tail = np.concatenate([rows, np.zeros((1, *flat.shape[1:]), flat.dtype)])
         return np.concatenate([flat, tail])
 
     def get(self, batch_size: int | None = None) -> Generator[ElmurSequenceSamples, None, None]:  # type: ignore[override]
@@ -199,6 +216,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
                 if isinstance(self.observations, dict)
                 else self._flat(self.observations, cast(np.ndarray, self.prefix_observations))
             )
+            self.flat_previous_actions = self._flat(self.previous_actions, self.prefix_previous_actions)
             for name in ("actions", "values", "log_probs", "advantages", "returns"):
                 self.__dict__["flat_" + name] = self._flat(self.__dict__[name])
             self.stored_starts = SegmentStart(*(th.cat(field) for field in zip(*self._segment_starts, strict=True)))
@@ -216,6 +234,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
         return ElmurSequenceSamples(
             observations=map_observations(lambda o: self.to_torch(o[tokens]), obs),  # type: ignore[arg-type]
             actions=self.to_torch(self.flat_actions[tokens]),
+            previous_actions=self.to_torch(self.flat_previous_actions[tokens]),
             old_values=self.to_torch(self.flat_values[tokens].flatten()),
             old_log_prob=self.to_torch(self.flat_log_probs[tokens].flatten()),
             advantages=self.to_torch(self.flat_advantages[tokens].flatten()),

@@ -65,6 +65,9 @@ class ElmurConfig:
         small decoder reads the freshly written memory and reconstructs the segment's features (MSE)
     :param episode_clock: add to each token a learned projection of :func:`episode_clock` features of its episode
         step, so the policy can tell how far into the episode it is beyond what its attention window shows
+    :param previous_action: each step's token also sees the action taken at the step before (zeros at an episode's
+        first step; one-hot for discrete actions), so the policy knows what it did, not only what it observed; the
+        recurrent state carries that action from one step to the next
     """
 
     d_model: int = 64
@@ -82,6 +85,7 @@ class ElmurConfig:
     features_skip: bool = True
     reconstruction_coef: float = 0.0
     episode_clock: bool = False
+    previous_action: bool = False
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len"):
@@ -173,7 +177,8 @@ class ElmurState(NamedTuple):
 
     ``keys`` and ``values`` hold the last P tokens of the previous segment (P = L-1 with ``sliding_window``, else 0),
     then the first ``step % L`` tokens of the current segment; ``outputs`` holds the current segment's layer
-    outputs (for the write); ``step`` is the episode step of the next token.
+    outputs (for the write); ``step`` is the episode step of the next token; ``previous_action`` the action taken at
+    the step before it, as the next token's input sees it (A = 0 without ``previous_action``).
     """
 
     memory: torch.Tensor  # (B, n, M, d)
@@ -182,6 +187,7 @@ class ElmurState(NamedTuple):
     values: torch.Tensor  # (B, n, P + L-1, d)
     outputs: torch.Tensor  # (B, n, L-1, d)
     step: torch.Tensor  # (B,) int64
+    previous_action: torch.Tensor  # (B, A)
 
 
 class SegmentStart(NamedTuple):
@@ -291,13 +297,16 @@ class ElmurLayer(nn.Module):
 class ElmurTransformer(nn.Module):
     """Token embedding and a stack of ELMUR layers with their memory.
 
-    :param input_dim: size of the per-step features that become tokens
+    :param input_dim: size of the per-step features that become tokens (with ``previous_action``, the last
+        ``action_dim`` of them are the previous action, which the state carries)
     :param config: the ELMUR knobs (:class:`ElmurConfig`)
+    :param action_dim: size of an encoded action, for the state's ``previous_action`` (0 without it)
     """
 
-    def __init__(self, input_dim: int, config: ElmurConfig):
+    def __init__(self, input_dim: int, config: ElmurConfig, action_dim: int = 0):
         super().__init__()
         self.config = config
+        self.action_dim = action_dim
         self.embed = nn.Linear(input_dim, config.d_model)
         self.clock = nn.Linear(2 * len(CLOCK_PERIODS), config.d_model) if config.episode_clock else None
         self.layers = nn.ModuleList(ElmurLayer(config) for _ in range(config.n_layers))
@@ -320,6 +329,7 @@ class ElmurTransformer(nn.Module):
             values=torch.zeros(batch_size, n, P + L - 1, d, device=device),
             outputs=torch.zeros(batch_size, n, L - 1, d, device=device),
             step=torch.zeros(batch_size, dtype=torch.long, device=device),
+            previous_action=torch.zeros(batch_size, self.action_dim, device=device),
         )
 
     def reset(self, state: ElmurState, episode_start: torch.Tensor) -> ElmurState:
@@ -376,6 +386,7 @@ class ElmurTransformer(nn.Module):
             _cache_token(state.values, values, pos, P, completes),
             _cache_token(state.outputs, outputs, pos, 0, completes),
             state.step + 1,
+            state.previous_action,  # the caller sets it to the action it takes at this step
         )
         return self.final_norm(x[:, 0]), new_state
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -45,7 +46,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     :param elmur_kwargs: the ELMUR knobs (``d_model``, ``n_layers``, ``n_heads``, ``memory_size``, ``segment_len``,
         ``lru_alpha``, ``memory_init``, ``norm_first``, ``sliding_window``, ``memory_gradient``,
         ``separate_critic_trunk``, ``actor_value_coef``, ``features_skip``, ``reconstruction_coef``,
-        ``episode_clock``): see
+        ``episode_clock``, ``previous_action``): see
         :class:`~sb3_elmur.model.ElmurConfig`, which holds their meaning, defaults and validation
     """
 
@@ -99,9 +100,11 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         self.segment_len = config.segment_len
         # trunk 0 acts (and carries the value head unless there is a critic trunk); trunk 1 is the critic trunk
         n_trunks = 2 if config.separate_critic_trunk else 1
-        self.trunks = nn.ModuleList(ElmurTransformer(self.features_dim, config) for _ in range(n_trunks))
+        self.trunks = nn.ModuleList(
+            ElmurTransformer(self.trunk_input_dim, config, self.previous_action_dim) for _ in range(n_trunks)
+        )
         self.reconstruction = (
-            MemoryReconstruction(config.d_model, config.n_heads, config.segment_len, self.features_dim)
+            MemoryReconstruction(config.d_model, config.n_heads, config.segment_len, self.trunk_input_dim)
             if config.reconstruction_coef > 0
             else None
         )
@@ -123,8 +126,22 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(super()._get_constructor_parameters(), **dataclasses.asdict(self.config))
 
+    @property
+    def previous_action_dim(self) -> int:
+        """Size of an encoded action in the tokens' input (0 without ``previous_action``)."""
+        return get_flattened_obs_dim(self.action_space) if self.config.previous_action else 0
+
+    @property
+    def trunk_input_dim(self) -> int:
+        """Size of a step's input to the trunks: the features, then the encoded previous action."""
+        return self.features_dim + self.previous_action_dim
+
+    def encode_actions(self, actions: th.Tensor) -> th.Tensor:
+        """Actions (n, ...) as the next step's ``previous_action`` input (n, A): one-hot for discrete spaces."""
+        return preprocess_obs(actions, self.action_space).float().reshape(len(actions), -1)  # type: ignore[union-attr]
+
     def _build_mlp_extractor(self) -> None:
-        latent_dim = self.config.d_model + (self.features_dim if self.config.features_skip else 0)
+        latent_dim = self.config.d_model + (self.trunk_input_dim if self.config.features_skip else 0)
         self.mlp_extractor = MlpExtractor(latent_dim, self.net_arch, self.activation_fn, self.device)
 
     def _heads_input(self, outputs: list[th.Tensor], features: list[th.Tensor]) -> list[th.Tensor]:
@@ -145,7 +162,15 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         """Per-environment shape of each state field, by field name (layer axis: the layers of every trunk)."""
         c = self.config
         n, m, d, L, P = c.n_layers * len(self.trunks), c.memory_size, c.d_model, c.segment_len, c.previous_len
-        shapes = [(n, m, d), (n, m), (n, P + L - 1, d), (n, P + L - 1, d), (n, L - 1, d), ()]
+        shapes = [
+            (n, m, d),
+            (n, m),
+            (n, P + L - 1, d),
+            (n, P + L - 1, d),
+            (n, L - 1, d),
+            (),
+            (self.previous_action_dim,),
+        ]
         return dict(zip(ElmurState._fields, shapes, strict=True))
 
     def initial_state(self, n_envs: int) -> ElmurState:
@@ -160,7 +185,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     def _split(self, state: ElmurState) -> list[ElmurState]:
         n = self.config.n_layers
         return [
-            ElmurState._make([*(a[:, i * n : (i + 1) * n] for a in state[:5]), state.step])
+            ElmurState._make([*(a[:, i * n : (i + 1) * n] for a in state[:5]), state.step, state.previous_action])
             for i in range(len(self.trunks))
         ]
 
@@ -169,33 +194,39 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         :class:`~sb3_elmur.model.SegmentStart`)."""
         return self._trunks[0].segment_start(state)  # the trunks share the layout: one slice serves all
 
-    def _trunk_features(self, obs: PyTorchObs) -> list[th.Tensor]:
-        features = self.extract_features(obs)
-        if not isinstance(features, tuple):
-            return [features] * len(self.trunks)
-        return list(features)
+    def _trunk_features(self, obs: PyTorchObs, previous_action: th.Tensor) -> list[th.Tensor]:
+        """Each trunk's input: its features of ``obs`` (n, ...), then ``previous_action`` (n, A)."""
+        extracted = self.extract_features(obs)
+        features = list(extracted) if isinstance(extracted, tuple) else [extracted] * len(self.trunks)
+        if self.previous_action_dim == 0:
+            return features
+        return [th.cat([f, previous_action], dim=-1) for f in features]
 
     # --- step mode (acting) ---------------------------------------------------------------------------------------
 
     def _step_trunks(self, obs: PyTorchObs, state: ElmurState) -> tuple[list[th.Tensor], list[th.Tensor], ElmurState]:
-        features = self._trunk_features(obs)
+        features = self._trunk_features(obs, state.previous_action)
         outputs, states = zip(
             *(trunk.step(f, s) for trunk, f, s in zip(self._trunks, features, self._split(state), strict=True)),
             strict=True,
         )
         return features, list(outputs), _join(list(states))
 
-    def recompute_segment_cache(self, state: ElmurState, segment_observations: Observations) -> ElmurState:
+    def recompute_segment_cache(
+        self, state: ElmurState, segment_observations: Observations, segment_previous_actions: np.ndarray
+    ) -> ElmurState:
         """The state with its current segment's cache recomputed by the current weights.
 
         :param state: the state of n_envs environments, ``step % L`` steps into their segments
         :param segment_observations: (n_envs, L-1, ...) each environment's observations of its segment so far
+        :param segment_previous_actions: (n_envs, L-1, A) the previous action that each of those steps saw
         """
         if not (state.step % self.config.segment_len).any():
             return state
         n_envs, prefix = len(state.step), max(self.config.segment_len - 1, 0)
         flat = map_observations(lambda o: o.reshape(n_envs * prefix, *o.shape[2:]), segment_observations)
-        features = self._trunk_features(obs_as_tensor(flat, self.device))
+        previous_actions = th.as_tensor(segment_previous_actions, device=self.device).reshape(n_envs * prefix, -1)
+        features = self._trunk_features(obs_as_tensor(flat, self.device), previous_actions)
         states = [
             trunk.replay_segment(f.reshape(n_envs, prefix, -1), s)
             for trunk, f, s in zip(self._trunks, features, self._split(state), strict=True)
@@ -215,7 +246,13 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
         actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc]
-        return actions, self.value_net(latent_vf), log_prob, state
+        return actions, self.value_net(latent_vf), log_prob, self.took(state, actions)
+
+    def took(self, state: ElmurState, actions: th.Tensor) -> ElmurState:
+        """The state after this step's ``actions`` (n_envs, ...): they become the next step's previous action."""
+        if self.previous_action_dim == 0:
+            return state
+        return state._replace(previous_action=self.encode_actions(actions))
 
     def get_distribution(  # type: ignore[override]
         self, obs: PyTorchObs, state: ElmurState, episode_starts: th.Tensor
@@ -242,7 +279,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         """
         B, S, L = batch.valid.shape
         n = self.config.n_layers
-        features, outputs = self._trunk_features(batch.observations), []
+        features, outputs = self._trunk_features(batch.observations, batch.previous_actions), []
         auxiliary_loss = th.zeros((), device=batch.valid.device)
         for i, (trunk, trunk_features) in enumerate(zip(self.trunks, features, strict=True)):
             trunk_features = trunk_features.reshape(B, S, L, -1)
@@ -312,6 +349,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             starts = th.as_tensor(episode_start, dtype=th.bool, device=self.device)
             distribution, state_tensors = self.get_distribution(obs_tensor, state_tensors, starts)
             actions = distribution.get_actions(deterministic=deterministic)
+            state_tensors = self.took(state_tensors, actions)
         chosen: np.ndarray = actions.cpu().numpy().reshape((-1, *self.action_space.shape))  # type: ignore[misc]
         if isinstance(self.action_space, spaces.Box):
             if self.squash_output:
@@ -344,7 +382,9 @@ def _join(states: list[ElmurState]) -> ElmurState:
     """Concatenate the per-trunk states along the layer axis (the step counter is shared)."""
     if len(states) == 1:
         return states[0]
-    return ElmurState._make([*(th.cat([s[i] for s in states], 1) for i in range(5)), states[0].step])
+    return ElmurState._make(
+        [*(th.cat([s[i] for s in states], 1) for i in range(5)), states[0].step, states[0].previous_action]
+    )
 
 
 def check_observation_space(observation_space: spaces.Space) -> None:

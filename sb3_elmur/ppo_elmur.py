@@ -197,6 +197,7 @@ class PPOELMUR(OnPolicyAlgorithm):
             n_envs=self.n_envs,
             elmur_config=self.policy.config,
             sequence_segments=self.sequence_segments,
+            previous_action_dim=self.policy.previous_action_dim,
         )
         self._reset_state()
         self.clip_range = FloatSchedule(self.clip_range)
@@ -248,9 +249,12 @@ class PPOELMUR(OnPolicyAlgorithm):
                 episode_starts = th.as_tensor(self._last_episode_starts, dtype=th.bool, device=self.device)
                 state = self.policy.reset_state(state, episode_starts)
                 step = state.step.cpu().numpy()
+                previous_action = state.previous_action.cpu().numpy()  # what this step's input sees
                 if n_steps == 0:  # the segment begun in the last rollout: its cache by the updated weights
                     rollout_buffer.start_rollout(step)
-                    state = self.policy.recompute_segment_cache(state, rollout_buffer.prefix_observations)
+                    state = self.policy.recompute_segment_cache(
+                        state, rollout_buffer.prefix_observations, rollout_buffer.prefix_previous_actions
+                    )
                 rollout_buffer.add_segment_starts(self.policy.segment_start(state), step)
                 actions, values, log_probs, new_state = self.policy(obs_tensor, state, no_reset)
                 writes = step % segment_len == segment_len - 1  # these envs wrote their memory with this step
@@ -292,6 +296,7 @@ class PPOELMUR(OnPolicyAlgorithm):
                 values,
                 log_probs,
                 step,
+                previous_action,
             )
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones

@@ -16,13 +16,16 @@ SEGMENT = 4
 TINY = dict(d_model=16, n_layers=2, n_heads=2, memory_size=2, segment_len=SEGMENT)
 
 
-def make_model(env_class=TMaze, policy="ElmurPolicy", n_envs=3, device="cpu", **policy_kwargs) -> PPOELMUR:
+def make_model(
+    env_class=TMaze, policy="ElmurPolicy", n_envs=3, device="cpu", learning_rate=None, **policy_kwargs
+) -> PPOELMUR:
     # corridor 20: episodes of up to 21 steps cross 5 segment boundaries and blend memory (2 slots);
     # n_steps = 30 is not a multiple of the segment length, so segments cross rollout boundaries
     env = make_vec_env(env_class, n_envs=n_envs, env_kwargs=dict(corridor_length=20), seed=1)
     return PPOELMUR(
         policy,
         env,
+        **({} if learning_rate is None else dict(learning_rate=learning_rate)),
         n_steps=30,
         batch_size=8 * 1000,  # one minibatch
         n_epochs=1,
@@ -55,19 +58,51 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", dict(sliding_window=False)),
         (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=True, actor_value_coef=0.5)),
         (TMaze, "ElmurPolicy", dict(episode_clock=True)),
+        (TMaze, "ElmurPolicy", dict(previous_action=True)),
+        (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True, sliding_window=False)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
         (DictTMaze, "MultiInputElmurPolicy", dict(sliding_window=False)),
+        (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True)),
     ],
 )
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 def test_ppo_update_is_exact(env_class, policy, policy_kwargs, device):
-    model = make_model(env_class, policy, device=device, **policy_kwargs)
+    # a constant learning rate: the last update changes the weights, so the next rollout must recompute the cache of
+    # the segment it begins in (the default rate decays to 0 by the last update)
+    model = make_model(env_class, policy, device=device, learning_rate=1e-3, **policy_kwargs)
     model.learn(3 * 30 * 3)  # three rollouts: later ones start mid-episode and mid-segment
     assert model.logger.name_to_value["train/approx_kl"] <= 1e-6
     assert model.logger.name_to_value["train/clip_fraction"] == 0
     log_prob_error, value_error = rollout_log_prob_error(model)
     assert log_prob_error <= 1e-5 and value_error <= 1e-5
     assert model.rollout_buffer.prefix_len.max() > 0  # the check covered segments begun in the previous rollout
+
+
+@pytest.mark.parametrize(
+    "env_class, policy, policy_kwargs",
+    [
+        (TMaze, "ElmurPolicy", {}),
+        (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True)),
+        (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True)),
+    ],
+)
+def test_recomputed_segment_cache_with_unchanged_weights_is_the_cache(env_class, policy, policy_kwargs):
+    """What the rollout buffer keeps of each env's current segment (its observations and the previous actions its
+    steps saw) rebuilds the cache that stepping made: with the same weights, the recomputation changes nothing."""
+    model = make_model(env_class, policy, **policy_kwargs)
+    model.learn(90)
+    callback = CallbackList([])
+    callback.init_callback(model)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)  # no update after it
+    state, buffer = model._last_state, model.rollout_buffer
+    buffer.start_rollout(state.step.numpy())
+    assert buffer.prefix_len.max() > 0
+    with torch.no_grad():
+        recomputed = model.policy.recompute_segment_cache(
+            state, buffer.prefix_observations, buffer.prefix_previous_actions
+        )
+    for name, a, b in zip(state._fields, recomputed, state, strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
 
 
 @pytest.mark.parametrize("batch_size, minibatches", [(96, 1), (48, 2), (40, 3), (8, 12), (1, 96)])
@@ -162,7 +197,7 @@ def test_episode_start_resets_per_environment():
     start = np.array([True, False, True])
     _, after_reset = model.predict(obs, state=state, episode_start=start)
     _, fresh = model.predict(obs)
-    for a, f in zip(after_reset, fresh, strict=True):
+    for a, f in zip(after_reset[:6], fresh[:6], strict=True):  # (previous_action is this step's action)
         np.testing.assert_allclose(a[start], f[start], atol=1e-6)
         assert not np.allclose(a[~start], f[~start])
 
@@ -269,6 +304,23 @@ def test_predict_returns_a_named_state():
     assert isinstance(state, tuple) and state.memory.shape[0] == 2 and state.step.tolist() == [1, 1]
     _, state = model.predict(obs, state=state)
     assert state.step.tolist() == [2, 2]
+
+
+def test_previous_action_is_carried_by_the_state_and_read_by_the_next_step():
+    model = make_model(previous_action=True)
+    obs = np.zeros((2, *model.observation_space.shape), dtype=np.float32)
+    assert model.policy.initial_state(2).previous_action.abs().sum() == 0  # an episode starts with no action
+    actions, state = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(state.previous_action, np.eye(model.action_space.n, dtype=np.float32)[actions])
+
+    def action_probs(previous_action: np.ndarray) -> torch.Tensor:
+        given = model.policy.state_from_numpy(state._replace(previous_action=previous_action), 2)
+        with torch.no_grad():
+            distribution, _ = model.policy.get_distribution(torch.as_tensor(obs), given, torch.zeros(2, dtype=bool))
+        return distribution.distribution.probs
+
+    # the next step's input sees it: another previous action, other action probabilities
+    assert not torch.allclose(action_probs(state.previous_action), action_probs(np.roll(state.previous_action, 1, 1)))
 
 
 def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):

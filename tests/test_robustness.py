@@ -57,10 +57,10 @@ def test_state_from_another_number_of_envs(model):
 @pytest.mark.parametrize(
     "corrupt, message",
     [
-        (lambda s: s[:-1], "tuple of 6"),
+        (lambda s: s[:-1], "tuple of 7"),
         (lambda s: [*s[:2], s[2][:, :, :1], *s[3:]], r"state\.keys has shape"),
         (lambda s: [s[0], s[1].astype(np.float32), *s[2:]], r"state\.anchors has dtype"),
-        (lambda s: "state", "tuple of 6"),
+        (lambda s: "state", "tuple of 7"),
     ],
 )
 def test_malformed_state(model, corrupt, message):
