@@ -77,9 +77,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
         self.previous_action_dim = previous_action_dim
         super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
         self.segment_observations = self._zeros(n_envs, max(self.segment_len - 1, 0))
-        self.segment_previous_actions = np.zeros(
-            (n_envs, max(self.segment_len - 1, 0), previous_action_dim), np.float32
-        )
+        self.segment_previous_actions = self._zero_actions(n_envs, max(self.segment_len - 1, 0))
 
     def _zeros(self, *leading: int) -> Observations:
         shape = self.obs_shape
@@ -88,6 +86,10 @@ class ElmurRolloutBuffer(RolloutBuffer):
             return {k: np.zeros((*leading, *s), dtype=space[k].dtype) for k, s in shape.items()}
         return np.zeros((*leading, *shape), dtype=self.observation_space.dtype)
 
+    def _zero_actions(self, *leading: int) -> np.ndarray:
+        """Encoded previous actions (..., A), all zero (an episode's first step sees no action)."""
+        return np.zeros((*leading, self.previous_action_dim), dtype=np.float32)
+
     def reset(self) -> None:
         T, E = self.buffer_size, self.n_envs
         self.observations = self._zeros(T, E)
@@ -95,9 +97,9 @@ class ElmurRolloutBuffer(RolloutBuffer):
         for name in ("rewards", "returns", "episode_starts", "values", "log_probs", "advantages"):
             setattr(self, name, np.zeros((T, E), dtype=np.float32))
         self.episode_steps = np.zeros((T, E), dtype=np.int64)
-        self.previous_actions = np.zeros((T, E, self.previous_action_dim), dtype=np.float32)
+        self.previous_actions = self._zero_actions(T, E)
         self.prefix_observations = self._zeros(E, max(self.segment_len - 1, 0))
-        self.prefix_previous_actions = np.zeros((E, max(self.segment_len - 1, 0), self.previous_action_dim), np.float32)
+        self.prefix_previous_actions = self._zero_actions(E, max(self.segment_len - 1, 0))
         self.prefix_len = np.zeros(E, dtype=np.int64)
         self.memory_index = np.full((T, E), -1, dtype=np.int64)
         self._segment_starts: list[SegmentStart] = []
