@@ -363,6 +363,7 @@ NOT_SETTINGS = {
     "tensorboard_log",
     "_init_setup_model",
     "compile_update",
+    "compile_acting",
 }
 NOT_POLICY_SETTINGS = {"self", "observation_space", "action_space", "lr_schedule"}
 VERSIONED = (

@@ -5,15 +5,15 @@
 
 For each env, the algorithms get the same number of envs, n_steps, batch_size and n_epochs (RecurrentPPO's defaults:
 128 / 128 / 10) and their own default policy (ElmurPolicy; MlpLstmPolicy; SB3 PPO's memoryless MlpPolicy); ELMUR
-also with ``compile_update=True`` (its compilation, in a warm-up of 8 rollouts and updates, is left out of the
-throughput and reported apart as seconds of wall-clock time). Each measurement runs in a fresh subprocess (clean
-peak memory), the algorithms alternating; the table shows medians and the ratios ELMUR/LSTM and ELMUR/PPO (> 1 means
-ELMUR is faster for throughputs, slower for times and memory). Throughputs and update times are per second of the
-process's CPU time (one torch thread, the envs stepped in-process), so other processes on the machine do not skew
-them; with ``--device cuda`` (the policies on a GPU, the environments on the CPU) they are per second of wall-clock
-time instead, since CPU time does not count the GPU's work, and peak memory is the GPU's peak allocation: run those
-on an otherwise idle machine. The compile column is the longest warm-up of the compiled runs: the first compiles,
-later ones find torch's on-disk cache.
+also with ``compile_update=True`` and ``compile_acting=True`` (its compilation, in a warm-up of 8 rollouts and
+updates, is left out of the throughput and reported apart as seconds of wall-clock time). Each measurement runs in a
+fresh subprocess (clean peak memory), the algorithms alternating; the table shows medians and the ratios ELMUR/LSTM
+and ELMUR/PPO (> 1 means ELMUR is faster for throughputs, slower for times and memory). Throughputs and update times
+are per second of the process's CPU time (one torch thread, the envs stepped in-process), so other processes on the
+machine do not skew them; with ``--device cuda`` (the policies on a GPU, the environments on the CPU) they are per
+second of wall-clock time instead, since CPU time does not count the GPU's work, and peak memory is the GPU's peak
+allocation: run those on an otherwise idle machine. The compile column is the longest warm-up of the compiled runs:
+the first compiles, later ones find torch's on-disk cache.
 Then: acting latency of ``predict`` for 8 envs at episode step ~10 vs ~10^5 and 10^6, and buffer + state bytes
 for a 2048 x 8 rollout at corridors 10^2, 10^4 and 10^6 (episodes of up to that many steps).
 """
@@ -47,7 +47,10 @@ def make_model(algo: str, env_id: str, env_kwargs: dict, n_envs: int, device: st
     env = make_vec_env(env_id, n_envs=n_envs, env_kwargs=env_kwargs, seed=0)
     assert isinstance(env.observation_space, gym.spaces.Space)
     if algo in ("elmur", "elmur_compiled"):
-        return PPOELMUR("ElmurPolicy", env, seed=0, device=device, compile_update=algo == "elmur_compiled", **COMMON)
+        compiled = algo == "elmur_compiled"
+        return PPOELMUR(
+            "ElmurPolicy", env, seed=0, device=device, compile_update=compiled, compile_acting=compiled, **COMMON
+        )
     if algo == "ppo":
         return PPO("MlpPolicy", env, seed=0, device=device, **COMMON)
     return RecurrentPPO("MlpLstmPolicy", env, seed=0, device=device, **COMMON)
@@ -199,9 +202,10 @@ def main() -> None:
     print(
         "| env | train fps ELMUR | train fps LSTM | ratio | rollout fps ELMUR | rollout fps LSTM | rollout ratio "
         "| update s ELMUR | update s LSTM | update ratio | peak MiB ELMUR | peak MiB LSTM | train fps PPO "
-        "| ratio to PPO | train fps ELMUR compiled | ratio compiled | compile s |"
+        "| ratio to PPO | train fps ELMUR compiled | ratio compiled | rollout fps ELMUR compiled "
+        "| rollout ratio compiled | compile s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for env_id in args.envs:
         runs: dict[str, list[dict]] = {"elmur": [], "lstm": [], "ppo": [], "elmur_compiled": []}
         try:
@@ -219,6 +223,7 @@ def main() -> None:
             f"| {e['update_s']:.2f} | {s['update_s']:.2f} | {e['update_s'] / s['update_s']:.2f} "
             f"| {e['peak_mib']:.0f} | {s['peak_mib']:.0f} | {p['train_fps']:.0f} "
             f"| {e['train_fps'] / p['train_fps']:.3f} | {c['train_fps']:.0f} | {c['train_fps'] / s['train_fps']:.2f} "
+            f"| {c['rollout_fps']:.0f} | {c['rollout_fps'] / s['rollout_fps']:.2f} "
             f"| {max(r['warmup_s'] for r in runs['elmur_compiled']):.0f} |"
         )
     if args.no_extras:

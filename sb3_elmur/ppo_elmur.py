@@ -79,6 +79,9 @@ class PPOELMUR(OnPolicyAlgorithm):
         computation up to floating-point rounding, faster once compiled, but each new minibatch shape first compiles
         (a minute or more on a small CPU; cached on disk by torch for later processes). Worth it for long runs; needs
         what ``torch.compile`` needs on the device (a C++ compiler on CPU)
+    :param compile_acting: run the policy's acting step (rollouts and ``predict``) through ``torch.compile``: the same
+        computation up to floating-point rounding, faster once compiled; each new number of environments first
+        compiles (tens of seconds on a small CPU, cached on disk). Needs what ``compile_update`` needs
 
     The other parameters: ``n_steps`` (steps per environment per rollout), ``n_epochs``,
     ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``,
@@ -114,6 +117,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         sequence_segments: int = 4,
         normalize_value_loss: bool = False,
         compile_update: bool = False,
+        compile_acting: bool = False,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         target_kl: float | None = None,
@@ -163,6 +167,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.sequence_segments = sequence_segments
         self.normalize_value_loss = normalize_value_loss
         self.compile_update = compile_update
+        self.compile_acting = compile_acting
         self.returns_rms = RunningMeanStd(shape=())  # here, not in _setup_model: a loaded model keeps its statistics
         self._last_state: ElmurState | None = None
         self._rollout_write_sizes: list[th.Tensor] = []  # per write step, the mean size of the writes (layers,)
@@ -185,6 +190,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         self._evaluate_sequences = self.policy.evaluate_sequences
         if self.compile_update:
             self._evaluate_sequences = th.compile(self.policy.evaluate_sequences, dynamic=False)
+        if self.compile_acting:
+            self.policy.compile_acting()
         if self.batch_size is None or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive number of environment steps, got {self.batch_size}")
         self.rollout_buffer = ElmurRolloutBuffer(

@@ -406,3 +406,35 @@ def test_compiled_update_equals_the_eager_one():
     with torch.no_grad():
         for a, b in zip(model.policy.evaluate_sequences(data), model._evaluate_sequences(data), strict=True):
             torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow  # compiles: a minute on 2 cores the first time (torch caches it on disk)
+def test_compiled_acting_equals_the_eager_one(tmp_path):
+    """compile_acting changes how a step runs, not what it computes: stepping the same observations from the same
+    state, through segment writes and an episode reset, gives the eager step's actions' distribution, values and
+    state up to floating-point rounding; a model made with it trains, and keeps the option when saved and loaded."""
+    env = make_vec_env(TMaze, n_envs=2, env_kwargs=dict(corridor_length=10), seed=1)
+    kwargs = dict(n_steps=16, batch_size=32, n_epochs=1, policy_kwargs=dict(TINY, segment_len=4), seed=0)
+    eager = PPOELMUR("ElmurPolicy", env, **kwargs)
+    compiled = PPOELMUR("ElmurPolicy", env, compile_acting=True, **kwargs)
+    compiled.policy.load_state_dict(eager.policy.state_dict())
+    assert compiled.policy._trunk_steps[0] != compiled.policy.trunks[0].step  # a compiled step, not the module's
+    generator = torch.Generator().manual_seed(0)
+    observations = torch.rand(11, 2, *env.observation_space.shape, generator=generator)
+    starts = torch.zeros(11, 2, dtype=torch.bool)
+    starts[6, 1] = True  # env 1 begins a new episode mid-segment
+    states = [eager.policy.initial_state(2), compiled.policy.initial_state(2)]
+    with torch.inference_mode():
+        for obs, start in zip(observations, starts, strict=True):  # 11 steps of segments of 4: writes at 3 and 7
+            outputs = []
+            for i, policy in enumerate((eager.policy, compiled.policy)):
+                distribution, states[i] = policy.get_distribution(obs, states[i], start)
+                outputs.append((distribution.distribution.probs, policy.predict_values(obs, states[i], start)))
+            for a, b in zip(*outputs, strict=True):
+                torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+            for a, b in zip(*states, strict=True):
+                torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    assert (states[0].anchors.amax(-1) >= 0).all()  # both envs wrote their memory (env 1 after its reset)
+    compiled.learn(64)
+    compiled.save(tmp_path / "model")
+    assert PPOELMUR.load(tmp_path / "model").compile_acting
