@@ -241,11 +241,13 @@ def add_revision_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_compile_argument(parser: argparse.ArgumentParser) -> None:
-    """``--compile-update``: PPOELMUR jobs that run train with ``compile_update=True`` (faster; same results)."""
+    """``--compile``: PPOELMUR jobs that run train with ``compile_update=True`` and ``compile_acting=True`` (faster;
+    the same results up to rounding)."""
     parser.add_argument(
-        "--compile-update",
+        "--compile",
         action="store_true",
-        help="PPOELMUR trainings run their updates through torch.compile (not part of the job: same computation)",
+        help="PPOELMUR trainings run their updates and acting steps through torch.compile (not part of the job: "
+        "the same computation)",
     )
 
 
@@ -579,8 +581,9 @@ def remove_checkpoint(model_path: Path, keep: set[str] = frozenset()) -> None:
         checkpoint_progress_path(model_path).unlink(missing_ok=True)
 
 
-def load_checkpoint(job: dict[str, Any], model_path: Path, env):
-    """The model, env and progress of the job's last checkpoint, or None (none, or made with other settings)."""
+def load_checkpoint(job: dict[str, Any], model_path: Path, env, compiled: dict[str, bool] | None = None):
+    """The model, env and progress of the job's last checkpoint, or None (none, or made with other settings).
+    ``compiled``: PPOELMUR's compile options for the resumed training (not part of the job)."""
     progress_path = checkpoint_progress_path(model_path)
     if not progress_path.exists():
         return None
@@ -594,7 +597,7 @@ def load_checkpoint(job: dict[str, Any], model_path: Path, env):
 
         env = VecNormalize.load(str(model_path.with_name(progress["vec_normalize"])), env.venv)
     library, _, _ = ALGORITHMS[job["algorithm"]]
-    model = algorithm_class(library).load(model_path.with_name(progress["model"]), env=env)
+    model = algorithm_class(library).load(model_path.with_name(progress["model"]), env=env, **(compiled or {}))
     model.set_random_seed(job["seed"] + model.num_timesteps)
     print(f"  resuming at {model.num_timesteps} steps", flush=True)
     return model, env, progress
@@ -612,11 +615,11 @@ def evaluate(model, job: dict[str, Any], env=None) -> dict[str, Any]:
 
 
 def run_job(
-    job: dict[str, Any], model_path: Path | None = None, progress_every: int = 50_000, compile_update: bool = False
+    job: dict[str, Any], model_path: Path | None = None, progress_every: int = 50_000, compile: bool = False
 ) -> dict[str, Any]:
-    """Train and evaluate one job (one thread); save the model to ``model_path`` if given. ``compile_update``: a
-    PPOELMUR job's updates run compiled (the same computation up to rounding, so not part of the job or its
-    configuration; recorded in the result)."""
+    """Train and evaluate one job (one thread); save the model to ``model_path`` if given. ``compile``: a
+    PPOELMUR job's updates and acting steps run compiled (the same computation up to rounding, so not part of the job
+    or its configuration; recorded in the result)."""
     import torch
 
     torch.set_num_threads(1)
@@ -624,12 +627,12 @@ def run_job(
     hyperparameters, ignored = resolve_hyperparameters(job)
     env = training_env(job, job["n_envs"], hyperparameters)
     wall_before, resumed_at, curve = 0.0, [], []
-    if model_path is not None and (resumed := load_checkpoint(job, model_path, env)) is not None:
+    compiled = dict(compile_update=compile, compile_acting=compile) if library == "ppo_elmur" else {}
+    if model_path is not None and (resumed := load_checkpoint(job, model_path, env, compiled)) is not None:
         model, env, progress = resumed
         wall_before, curve = progress["wall_s"], progress["curve"]
         resumed_at = [*progress["resumed_at"], int(model.num_timesteps)]
     else:
-        compiled = {"compile_update": True} if compile_update and library == "ppo_elmur" else {}
         model = algorithm_class(library)(
             policy_name(library, env.observation_space), env, seed=job["seed"], **hyperparameters, **compiled
         )
@@ -671,6 +674,7 @@ def run_job(
     if library == "ppo_elmur":
         result["elmur"] = elmur_config(model)
         result["compile_update"] = bool(model.compile_update)
+        result["compile_acting"] = bool(model.compile_acting)
     return result
 
 
@@ -796,7 +800,7 @@ def cached_job(
     name: str,
     results: Path = RESULTS,
     progress_every: int = 50_000,
-    compile_update: bool = False,
+    compile: bool = False,
 ) -> dict:
     """The job's cached result, else an equivalent one adopted (:func:`equivalent_result`), else run it and cache it
     (JSON and model zip under ``results/name/``)."""
@@ -815,7 +819,7 @@ def cached_job(
         f"running {job_stem(job)}: {job['algorithm']} {job['env_id']} {job['env_kwargs']} seed {job['seed']}",
         flush=True,
     )
-    result = run_job(job, model_path, progress_every, compile_update)
+    result = run_job(job, model_path, progress_every, compile)
     write_json(json_path, result)  # the JSON appears only once the job (and its model) is complete
     remove_checkpoint(model_path)
     print(f"done {job_stem(job)}: {summary(result)}", flush=True)
@@ -828,17 +832,17 @@ def run_jobs(
     results: Path = RESULTS,
     progress_every: int = 50_000,
     parallel: int = 1,
-    compile_update: bool = False,
+    compile: bool = False,
 ) -> list[dict]:
     """Run (or read) the jobs, ``parallel`` at a time (one process and one torch thread each); results in order."""
     jobs = list(jobs)
     if parallel <= 1:
-        return [cached_job(job, name, results, progress_every, compile_update) for job in jobs]
+        return [cached_job(job, name, results, progress_every, compile) for job in jobs]
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(parallel) as pool:
         n = len(jobs)
-        return list(pool.map(cached_job, jobs, [name] * n, [results] * n, [progress_every] * n, [compile_update] * n))
+        return list(pool.map(cached_job, jobs, [name] * n, [results] * n, [progress_every] * n, [compile] * n))
 
 
 def cached_results(name: str, results: Path = RESULTS) -> list[dict]:
@@ -1050,7 +1054,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for algorithm in args.algorithms
             for seed in args.seeds
         ]
-        results = run_jobs(jobs, args.name, args.results, args.progress_every, args.jobs, args.compile_update)
+        results = run_jobs(jobs, args.name, args.results, args.progress_every, args.jobs, args.compile)
     print()
     print(markdown_table(results))
     for path in write_plots(results, args.results / args.name):

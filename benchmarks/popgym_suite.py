@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.table_only:
         results = [r for r in (harness.cached_result(job, name, args.results) for job in jobs) if r is not None]
     else:
-        results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs, args.compile_update)
+        results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs, args.compile)
     print(f"\nPOPGym Easy, {args.steps} steps per job, 8 envs, seeds {args.seeds}\n")
     for kind in SCORES:
         print(suite_table(results, tasks, args.algorithms, wrappers, len(args.seeds), kind), end="\n\n")

@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         for algorithm in args.algorithms
         for seed in args.seeds
     ]
-    train_results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs, args.compile_update)
+    train_results = harness.run_jobs(jobs, name, args.results, args.progress_every, args.jobs, args.compile)
     evals = [
         cached_eval(r, name, n, args.eval_episodes, args.eval_envs, args.results)
         for r in train_results

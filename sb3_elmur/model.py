@@ -373,7 +373,8 @@ class ElmurTransformer(nn.Module):
             new_v.append(v[:, 0])
             new_x.append(x[:, 0])
         keys, values, outputs = (torch.stack(a, 1) for a in (new_k, new_v, new_x))  # (B, n, d) each
-        if completes.any():  # write every env's segment, keep it where the segment is complete
+        completing = completes if completes.any() else None  # None: no env writes at this step (asked once)
+        if completing is not None:  # write every env's segment, keep it where the segment is complete
             segment_steps = state.step[:, None] - L + 1 + torch.arange(L, device=pos.device)  # (B, L)
             segment_outputs = torch.cat([state.outputs, outputs[:, :, None]], 2)  # (B, n, L, d)
             memory, anchors = self._write(memory, anchors, segment_outputs, segment_steps)
@@ -382,9 +383,9 @@ class ElmurTransformer(nn.Module):
         new_state = ElmurState(
             memory,
             anchors,
-            _cache_token(state.keys, keys, pos, P, completes),
-            _cache_token(state.values, values, pos, P, completes),
-            _cache_token(state.outputs, outputs, pos, 0, completes),
+            _cache_token(state.keys, keys, pos, P, completing),
+            _cache_token(state.values, values, pos, P, completing),
+            _cache_token(state.outputs, outputs, pos, 0, completing),
             state.step + 1,
             state.previous_action,  # the caller sets it to the action it takes at this step
         )
@@ -516,14 +517,17 @@ class ElmurTransformer(nn.Module):
         return torch.stack(new_memory, 1), torch.stack(new_anchors, 1)
 
 
-def _cache_token(cache: torch.Tensor, token: torch.Tensor, pos: torch.Tensor, P: int, completes: torch.Tensor):
+def _cache_token(
+    cache: torch.Tensor, token: torch.Tensor, pos: torch.Tensor, P: int, completes: torch.Tensor | None
+) -> torch.Tensor:
     """Store each env's token (B, n, d) in its cache (B, n, P + L-1, d) at slot P + pos; where the segment
-    completes, the segment (its L-1 cached tokens and this one) becomes the previous segment (its last P tokens)."""
+    completes (``completes`` (B,), None where no env does), the segment (its L-1 cached tokens and this one) becomes
+    the previous segment (its last P tokens)."""
     if cache.shape[2] == 0:
         return cache
     slot = (P + pos.clamp(max=cache.shape[2] - P - 1)).view(-1, 1, 1, 1).expand(-1, cache.shape[1], 1, cache.shape[3])
     stored = cache.scatter(2, slot, token[:, :, None])
-    if P == 0 or not completes.any():  # (P == 0: a completed segment's cache is stale, the next overwrites it)
+    if P == 0 or completes is None:  # (P == 0: a completed segment's cache is stale, the next overwrites it)
         return stored
     segment = torch.cat([cache[:, :, P:], token[:, :, None]], 2)  # (B, n, L, d)
     shifted = torch.cat([segment[:, :, -P:], cache[:, :, P:]], 2)

@@ -103,7 +103,6 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         self.trunks = nn.ModuleList(
             ElmurTransformer(self.trunk_input_dim, config, self.previous_action_dim) for _ in range(n_trunks)
         )
-        self._trunk_steps = [trunk.step for trunk in self._trunks]  # each trunk's acting step (see compile_acting)
         self.reconstruction = (
             MemoryReconstruction(config.d_model, config.n_heads, config.segment_len, self.trunk_input_dim)
             if config.reconstruction_coef > 0
@@ -208,12 +207,13 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     def compile_acting(self) -> None:
         """From now on run each trunk's acting step (rollouts, :meth:`predict`) through ``torch.compile``: the same
         computation up to floating-point rounding, faster once compiled; each new batch size compiles first."""
-        self._trunk_steps = [th.compile(trunk.step, dynamic=False) for trunk in self._trunks]
+        for trunk in self._trunks:
+            trunk.step = th.compile(trunk.step, dynamic=False)  # type: ignore[method-assign]
 
     def _step_trunks(self, obs: PyTorchObs, state: ElmurState) -> tuple[list[th.Tensor], list[th.Tensor], ElmurState]:
         features = self._trunk_features(obs, state.previous_action)
         outputs, states = zip(
-            *(step(f, s) for step, f, s in zip(self._trunk_steps, features, self._split(state), strict=True)),
+            *(trunk.step(f, s) for trunk, f, s in zip(self._trunks, features, self._split(state), strict=True)),
             strict=True,
         )
         return features, list(outputs), _join(list(states))
