@@ -207,8 +207,11 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     def compile_acting(self) -> None:
         """From now on run each trunk's acting step (rollouts, :meth:`predict`) through ``torch.compile``: the same
         computation up to floating-point rounding, faster once compiled; each new batch size compiles first."""
+        # A trunk's modules do not change once built (weights change in place; no layer behaves differently in training
+        # mode), so the compiled step does not re-check their attributes at every call (about 8% of a rollout's time)
+        options: dict[str, Any] = {"guard_filter_fn": th.compiler.skip_guard_on_all_nn_modules_unsafe}
         for trunk in self._trunks:
-            trunk.step = th.compile(trunk.step, dynamic=False)  # type: ignore[method-assign]
+            trunk.step = th.compile(trunk.step, dynamic=False, options=options)  # type: ignore[method-assign]
 
     def _step_trunks(self, obs: PyTorchObs, state: ElmurState) -> tuple[list[th.Tensor], list[th.Tensor], ElmurState]:
         features = self._trunk_features(obs, state.previous_action)

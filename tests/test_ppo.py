@@ -412,29 +412,36 @@ def test_compiled_update_equals_the_eager_one():
 def test_compiled_acting_equals_the_eager_one(tmp_path):
     """compile_acting changes how a step runs, not what it computes: stepping the same observations from the same
     state, through segment writes and an episode reset, gives the eager step's actions' distribution, values and
-    state up to floating-point rounding; a model made with it trains, and keeps the option when saved and loaded."""
+    state up to floating-point rounding, also after training has changed the weights; the option is saved."""
     env = make_vec_env(TMaze, n_envs=2, env_kwargs=dict(corridor_length=10), seed=1)
     kwargs = dict(n_steps=16, batch_size=32, n_epochs=1, policy_kwargs=dict(TINY, segment_len=4), seed=0)
     eager = PPOELMUR("ElmurPolicy", env, **kwargs)
-    compiled = PPOELMUR("ElmurPolicy", env, compile_acting=True, **kwargs)
-    compiled.policy.load_state_dict(eager.policy.state_dict())
+    compiled = PPOELMUR("ElmurPolicy", env, compile_acting=True, learning_rate=1e-2, **kwargs)
     assert "step" in vars(compiled.policy.trunks[0])  # the compiled step, in place of the method
     generator = torch.Generator().manual_seed(0)
     observations = torch.rand(11, 2, *env.observation_space.shape, generator=generator)
     starts = torch.zeros(11, 2, dtype=torch.bool)
     starts[6, 1] = True  # env 1 begins a new episode mid-segment
-    states = [eager.policy.initial_state(2), compiled.policy.initial_state(2)]
-    with torch.inference_mode():
-        for obs, start in zip(observations, starts, strict=True):  # 11 steps of segments of 4: writes at 3 and 7
-            outputs = []
-            for i, policy in enumerate((eager.policy, compiled.policy)):
-                distribution, states[i] = policy.get_distribution(obs, states[i], start)
-                outputs.append((distribution.distribution.probs, policy.predict_values(obs, states[i], start)))
-            for a, b in zip(*outputs, strict=True):
-                torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
-            for a, b in zip(*states, strict=True):
-                torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
-    assert (states[0].anchors.amax(-1) >= 0).all()  # both envs wrote their memory (env 1 after its reset)
-    compiled.learn(64)
+
+    def assert_same_steps() -> None:
+        eager.policy.load_state_dict(compiled.policy.state_dict())
+        states = [eager.policy.initial_state(2), compiled.policy.initial_state(2)]
+        with torch.inference_mode():
+            for obs, start in zip(observations, starts, strict=True):  # 11 steps, segments of 4: writes at 3 and 7
+                outputs = []
+                for i, policy in enumerate((eager.policy, compiled.policy)):
+                    distribution, states[i] = policy.get_distribution(obs, states[i], start)
+                    outputs.append((distribution.distribution.probs, policy.predict_values(obs, states[i], start)))
+                for a, b in zip(*outputs, strict=True):
+                    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+                for a, b in zip(*states, strict=True):
+                    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+        assert (states[0].anchors.amax(-1) >= 0).all()  # both envs wrote their memory (env 1 after its reset)
+
+    assert_same_steps()
+    before = [p.detach().clone() for p in compiled.policy.parameters()]
+    compiled.learn(64)  # the optimizer changes the weights in place: the compiled step must use the new ones
+    assert any(not torch.equal(a, b) for a, b in zip(before, compiled.policy.parameters(), strict=True))
+    assert_same_steps()
     compiled.save(tmp_path / "model")
     assert PPOELMUR.load(tmp_path / "model").compile_acting
