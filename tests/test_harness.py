@@ -68,9 +68,10 @@ def test_result_records_configuration_and_versions(tiny_run):
     assert configuration["policy_kwargs"]["segment_len"] == 4  # given
     assert configuration["policy_kwargs"]["lru_alpha"] == ElmurConfig().lru_alpha  # an ElmurConfig default
     assert first["versions"]["sb3_elmur"] == sb3_elmur.__version__
-    # how the update runs (compiled or not) is recorded beside the configuration, not in it
-    assert "compile_update" not in configuration and first["compile_update"] is False
-    assert harness.changed_settings({**configuration, "compile_update": True}, job) == []
+    # how the update and acting run (compiled or not) is recorded beside the configuration, not in it
+    for option in ("compile_update", "compile_acting"):
+        assert option not in configuration and first[option] is False
+        assert harness.changed_settings({**configuration, option: True}, job) == []
 
 
 def test_a_result_of_other_settings_is_not_served(tiny_run, tmp_path):
