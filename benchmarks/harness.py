@@ -583,7 +583,7 @@ def remove_checkpoint(model_path: Path, keep: set[str] = frozenset()) -> None:
 
 def load_checkpoint(job: dict[str, Any], model_path: Path, env, compiled: dict[str, bool] | None = None):
     """The model, env and progress of the job's last checkpoint, or None (none, or made with other settings).
-    ``compiled``: PPOELMUR's compile options for the resumed training (not part of the job)."""
+    ``compiled``: PPOELMUR's compile options to turn on for the resumed training (not part of the job)."""
     progress_path = checkpoint_progress_path(model_path)
     if not progress_path.exists():
         return None
@@ -627,7 +627,7 @@ def run_job(
     hyperparameters, ignored = resolve_hyperparameters(job)
     env = training_env(job, job["n_envs"], hyperparameters)
     wall_before, resumed_at, curve = 0.0, [], []
-    compiled = dict(compile_update=compile, compile_acting=compile) if library == "ppo_elmur" else {}
+    compiled = dict(compile_update=True, compile_acting=True) if compile and library == "ppo_elmur" else {}
     if model_path is not None and (resumed := load_checkpoint(job, model_path, env, compiled)) is not None:
         model, env, progress = resumed
         wall_before, curve = progress["wall_s"], progress["curve"]
