@@ -50,6 +50,8 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         :class:`~sb3_elmur.model.ElmurConfig`, which holds their meaning, defaults and validation
     """
 
+    critic_gradient_scale: th.Tensor  # () buffer, see __init__
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -115,6 +117,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             if config.separate_critic_trunk and config.actor_value_coef > 0
             else None
         )
+        # in training, the value gradient that the critic sends back into what it shares with the actor (the one
+        # trunk, the features) is multiplied by this; PPOELMUR's critic_share sets it before each update
+        self.register_buffer("critic_gradient_scale", th.ones(()), persistent=False)
         self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
             self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
@@ -208,8 +213,12 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         """From now on run each trunk's acting step (rollouts, :meth:`predict`) through ``torch.compile``: the same
         computation up to floating-point rounding, faster once compiled; each new batch size compiles first."""
         # A trunk's modules do not change once built (weights change in place; no layer behaves differently in training
-        # mode), so the compiled step does not re-check their attributes at every call (about 8% of a rollout's time)
-        options: dict[str, Any] = {"guard_filter_fn": th.compiler.skip_guard_on_all_nn_modules_unsafe}
+        # mode), so the compiled step does not re-check their attributes at every call (about 8% of a rollout's time);
+        # the compiled step's wrapper code is C++ rather than Python (a one-step graph spends much of its time there)
+        options: dict[str, Any] = {
+            "guard_filter_fn": th.compiler.skip_guard_on_all_nn_modules_unsafe,
+            "cpp_wrapper": True,
+        }
         for trunk in self._trunks:
             trunk.step = th.compile(trunk.step, dynamic=False, options=options)  # type: ignore[method-assign]
 
@@ -308,7 +317,10 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
                 loss = F.mse_loss(decoded, trunk_features[complete].detach())
                 auxiliary_loss = self.config.reconstruction_coef * loss
         heads_input = self._heads_input(outputs, features)
-        latent_pi, latent_vf = self._latents(heads_input)
+        critic_input = heads_input[-1]
+        if len(self.trunks) == 1:
+            critic_input = ScaleGradient.apply(critic_input, self.critic_gradient_scale)
+        latent_pi, latent_vf = self._latents([heads_input[0], critic_input])
         if self.actor_value_net is not None:  # the actor's trunk also learns to predict the returns
             actor_values = self.actor_value_net(heads_input[0]).flatten()
             mask = batch.loss_mask.to(actor_values.dtype)  # a mean over the masked steps, with no data-dependent shape
@@ -385,6 +397,20 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
                 raise ValueError(f"state.{name} has dtype {array.dtype}, expected {'int64' if integer else 'float32'}")
             fields.append(th.as_tensor(array, dtype=th.long if integer else th.float32, device=self.device))
         return ElmurState._make(fields)
+
+
+class ScaleGradient(th.autograd.Function):
+    """Identity in the forward pass; the backward pass multiplies the gradient by ``scale`` (a scalar tensor)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: th.Tensor, scale: th.Tensor) -> th.Tensor:
+        ctx.save_for_backward(scale)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor, None]:
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None
 
 
 def _join(states: list[ElmurState]) -> ElmurState:

@@ -41,6 +41,15 @@ SelfPPOELMUR = TypeVar("SelfPPOELMUR", bound="PPOELMUR")
 LINEAR_DECAY_3E_4 = LinearSchedule(3e-4, 0.0, 1.0)
 
 
+MAX_CRITIC_GRADIENT_SCALE = 1e4  # the most that critic_share multiplies the critic's gradient into the trunk by
+
+
+def _gradient_norm(loss: th.Tensor, parameters: list[nn.Parameter]) -> float:
+    """Norm of the gradient of ``loss`` with respect to ``parameters`` (the graph is kept)."""
+    grads = th.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+    return float(th.sqrt(sum(((g**2).sum() for g in grads if g is not None), th.zeros(()))))
+
+
 class PPOLoss(NamedTuple):
     """One minibatch's PPO loss and its terms (scalars)."""
 
@@ -75,6 +84,13 @@ class PPOELMUR(OnPolicyAlgorithm):
     :param normalize_value_loss: divide the value loss by the variance of the returns (SB3's ``RunningMeanStd`` over
         the returns of every rollout so far), so that the critic's share of the gradient through the trunk it shares
         with the actor does not depend on the scale of the rewards
+    :param critic_share: with one trunk for actor and critic (no ``separate_critic_trunk``), the least share of the
+        gradient into that trunk that the value term sends, as a fraction of the policy term's (0 = off). Before each
+        update the norms of the two terms' gradients into the trunk are measured on one minibatch; where the value
+        term's is below ``critic_share`` times the policy term's, the gradient that the critic sends back into the
+        trunk (and the shared features) is scaled up to that for the update, never down (the critic's own layers
+        keep their gradient; at most by ``MAX_CRITIC_GRADIENT_SCALE``). Logged: ``train/critic_share`` (as measured)
+        and ``train/critic_gradient_scale``
     :param compile_update: run the update's minibatch forward and backward passes through ``torch.compile``: the same
         computation up to floating-point rounding, faster once compiled, but each new minibatch shape first compiles
         (a minute or more on a small CPU; cached on disk by torch for later processes). Worth it for long runs; needs
@@ -116,6 +132,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         max_grad_norm: float = 0.5,
         sequence_segments: int = 4,
         normalize_value_loss: bool = False,
+        critic_share: float = 0.0,
         compile_update: bool = False,
         compile_acting: bool = False,
         use_sde: bool = False,
@@ -166,6 +183,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self.sequence_segments = sequence_segments
         self.normalize_value_loss = normalize_value_loss
+        self.critic_share = critic_share
         self.compile_update = compile_update
         self.compile_acting = compile_acting
         self.returns_rms = RunningMeanStd(shape=())  # here, not in _setup_model: a loaded model keeps its statistics
@@ -177,6 +195,8 @@ class PPOELMUR(OnPolicyAlgorithm):
     def _setup_model(self) -> None:
         if self.sequence_segments < 1:
             raise ValueError(f"sequence_segments must be >= 1, got {self.sequence_segments}")
+        if self.critic_share < 0:
+            raise ValueError(f"critic_share must be >= 0, got {self.critic_share}")
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(  # type: ignore[assignment]
@@ -185,6 +205,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.policy = self.policy.to(self.device)
         if not isinstance(self.policy, ElmurActorCriticPolicy):
             raise ValueError("Policy must subclass ElmurActorCriticPolicy")
+        if self.critic_share > 0 and self.policy.config.separate_critic_trunk:
+            raise ValueError("critic_share is for a trunk shared by actor and critic: not with separate_critic_trunk")
         # every ELMUR knob in the saved policy_kwargs, so a checkpoint keeps its model when a default changes
         self.policy_kwargs = {**self.policy_kwargs, **dataclasses.asdict(self.policy.config)}
         self._evaluate_sequences = self.policy.evaluate_sequences
@@ -361,6 +383,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         )
         if self.normalize_value_loss:
             self.returns_rms.update(self.rollout_buffer.returns.flatten())
+        if self.critic_share > 0:
+            self._set_critic_gradient_scale(clip_range, clip_range_vf)
         entropy_losses, pg_losses, value_losses, clip_fractions, auxiliary_losses = [], [], [], [], []
         continue_training = True
         update_norms: dict[str, list[th.Tensor]] = {}
@@ -411,6 +435,23 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.logger.record("train/clip_range", clip_range)
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+
+    def _set_critic_gradient_scale(self, clip_range: float, clip_range_vf: float | None) -> None:
+        """Measure the critic's share of the trunk's gradient on one minibatch and set the policy's
+        ``critic_gradient_scale`` for this update (see ``critic_share``)."""
+        self.policy.critic_gradient_scale.fill_(1.0)
+        shuffle = np.random.get_state()  # the update's first minibatch, leaving the update's shuffling as it was
+        data = next(iter(self.rollout_buffer.get(self.batch_size)))
+        np.random.set_state(shuffle)
+        terms = self.minibatch_loss(data, clip_range, clip_range_vf, eager=True)
+        value_term = self.vf_coef * self.value_loss_scale() * terms.value_loss
+        trunk = list(self.policy.trunks[0].parameters())
+        policy_norm, value_norm = (_gradient_norm(term, trunk) for term in (terms.policy_loss, value_term))
+        share = value_norm / max(policy_norm, 1e-12)
+        scale = min(max(1.0, self.critic_share / max(share, 1e-12)), MAX_CRITIC_GRADIENT_SCALE)
+        self.policy.critic_gradient_scale.fill_(scale)
+        self.logger.record("train/critic_share", share)
+        self.logger.record("train/critic_gradient_scale", scale)
 
     def value_loss_scale(self) -> float:
         """The factor of the value loss besides ``vf_coef``: 1 / variance of the returns seen so far with

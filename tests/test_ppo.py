@@ -8,6 +8,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_elmur import PPOELMUR, TMaze, evaluate_success
+from sb3_elmur.ppo_elmur import MAX_CRITIC_GRADIENT_SCALE
 from tests.conftest import DictTMaze
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
@@ -372,6 +373,49 @@ def test_normalize_value_loss_divides_the_value_loss_by_the_variance_of_the_retu
     normalized.save(tmp_path / "model")
     loaded = PPOELMUR.load(tmp_path / "model")
     assert loaded.normalize_value_loss and loaded.returns_rms.var == normalized.returns_rms.var
+
+
+def test_critic_share_scales_the_critics_gradient_into_the_trunk_only():
+    """critic_share: each update measures the value term's share of the trunk's gradient and, where it is below
+    critic_share, multiplies the gradient that the critic sends into the trunk up to it (never down); the critic's own
+    layers keep their gradient and the forward pass is unchanged."""
+    model = make_model()
+    model.critic_share = 1e6  # far above the share measured: the scale is 1e6 / share, or the cap
+    model.learn(90)
+    share = model.logger.name_to_value["train/critic_share"]
+    scale = model.logger.name_to_value["train/critic_gradient_scale"]
+    assert 0 < share and scale == min(1e6 / share, MAX_CRITIC_GRADIENT_SCALE) and scale > 1
+    assert float(model.policy.critic_gradient_scale) == pytest.approx(scale)  # float32
+    model.critic_share = 1e-12  # far below: not scaled
+    model.learn(90)
+    assert model.logger.name_to_value["train/critic_gradient_scale"] == 1.0
+
+    (data,) = list(model.rollout_buffer.get(None))
+    policy = model.policy
+    critic = [*policy.mlp_extractor.value_net.parameters(), *policy.value_net.parameters()]
+
+    def value_gradients(scale: float) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        policy.critic_gradient_scale.fill_(scale)
+        values, *_ = policy.evaluate_sequences(data)
+        policy.zero_grad()
+        ((values - data.returns) ** 2).mean().backward()
+        trunk = [p.grad.clone() for p in policy.trunks[0].parameters() if p.grad is not None]
+        return values.detach(), trunk, [p.grad.clone() for p in critic]
+
+    values, trunk, heads = value_gradients(1.0)
+    scaled_values, scaled_trunk, scaled_heads = value_gradients(3.0)
+    assert torch.equal(values, scaled_values) and len(trunk) > 0
+    for a, b in zip(trunk, scaled_trunk, strict=True):
+        torch.testing.assert_close(b, 3 * a)
+    assert all(torch.equal(a, b) for a, b in zip(heads, scaled_heads, strict=True))
+
+
+def test_critic_share_needs_a_shared_trunk():
+    env = make_vec_env(TMaze, n_envs=2, seed=1)
+    with pytest.raises(ValueError, match="critic_share must be >= 0"):
+        PPOELMUR("ElmurPolicy", env, critic_share=-0.1)
+    with pytest.raises(ValueError, match="not with separate_critic_trunk"):
+        PPOELMUR("ElmurPolicy", env, critic_share=0.1, policy_kwargs=dict(separate_critic_trunk=True))
 
 
 @pytest.mark.slow  # compiles: minutes on 2 cores the first time (torch caches it on disk)
