@@ -13,15 +13,18 @@ def tmaze_env(corridor_length: int, seed: int):
     return make_vec_env("PassiveTMaze-v0", n_envs=8, env_kwargs=dict(corridor_length=corridor_length), seed=seed)
 
 
-def train_tmaze(corridor_length: int, segment_len: int, steps: int, seed: int, sampled: bool = False) -> PPOELMUR:
-    """PPOELMUR with the library defaults (but ``segment_len``) trained on the T-Maze: one corridor length, or with
-    ``sampled`` a length drawn from 1..``corridor_length`` per episode."""
+def train_tmaze(
+    corridor_length: int, segment_len: int, steps: int, seed: int, sampled: bool = False, **ppo_kwargs
+) -> PPOELMUR:
+    """PPOELMUR with the library defaults (but ``segment_len`` and any ``ppo_kwargs``, for measuring an option)
+    trained on the T-Maze: one corridor length, or with ``sampled`` a length drawn from 1..``corridor_length`` per
+    episode."""
     env = (
         make_vec_env("SampledTMaze-v0", n_envs=8, env_kwargs=dict(max_length=corridor_length), seed=seed)
         if sampled
         else tmaze_env(corridor_length, seed)
     )
-    model = PPOELMUR("ElmurPolicy", env, policy_kwargs=dict(segment_len=segment_len), seed=seed)
+    model = PPOELMUR("ElmurPolicy", env, policy_kwargs=dict(segment_len=segment_len), seed=seed, **ppo_kwargs)
     return model.learn(steps)
 
 
