@@ -36,6 +36,8 @@ VARIANTS: dict[str, dict] = {
     "no_memory_gradient": {"policy_kwargs": {"memory_gradient": False}},
     "no_entropy": {"ent_coef": 0.0},
     "more_entropy": {"ent_coef": 0.03},
+    "critic_share_005": {"critic_share": 0.05},
+    "critic_share_02": {"critic_share": 0.2},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
