@@ -26,6 +26,7 @@ from stable_baselines3.common.utils import explained_variance
 
 from benchmarks import harness
 from benchmarks.popgym_suite import popgym_job
+from sb3_elmur.ppo_elmur import gradient_norm
 
 
 def trunk_gradient_norms(model) -> dict[str, float]:
@@ -43,10 +44,7 @@ def trunk_gradient_norms(model) -> dict[str, float]:
         "value": model.vf_coef * model.value_loss_scale() * loss.value_loss,
         "entropy": model.ent_coef * loss.entropy_loss,
     }
-    norms = {}
-    for name, term in terms.items():
-        grads = th.autograd.grad(term, trunk, retain_graph=True, allow_unused=True)
-        norms[name] = float(sum(float((g**2).sum()) for g in grads if g is not None) ** 0.5)
+    norms = {name: gradient_norm(term, trunk) for name, term in terms.items()}
     returns = buffer.returns.flatten()
     return dict(
         norms, returns_std=float(returns.std()), explained_variance=explained_variance(buffer.values.flatten(), returns)

@@ -44,7 +44,7 @@ LINEAR_DECAY_3E_4 = LinearSchedule(3e-4, 0.0, 1.0)
 MAX_CRITIC_GRADIENT_SCALE = 1e4  # the most that critic_share multiplies the critic's gradient into the trunk by
 
 
-def _gradient_norm(loss: th.Tensor, parameters: list[nn.Parameter]) -> float:
+def gradient_norm(loss: th.Tensor, parameters: list[nn.Parameter]) -> float:
     """Norm of the gradient of ``loss`` with respect to ``parameters`` (the graph is kept)."""
     grads = th.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
     return float(th.sqrt(sum(((g**2).sum() for g in grads if g is not None), th.zeros(()))))
@@ -446,7 +446,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         terms = self.minibatch_loss(data, clip_range, clip_range_vf, eager=True)
         value_term = self.vf_coef * self.value_loss_scale() * terms.value_loss
         trunk = list(self.policy.trunks[0].parameters())
-        policy_norm, value_norm = (_gradient_norm(term, trunk) for term in (terms.policy_loss, value_term))
+        policy_norm, value_norm = (gradient_norm(term, trunk) for term in (terms.policy_loss, value_term))
         share = value_norm / max(policy_norm, 1e-12)
         scale = min(max(1.0, self.critic_share / max(share, 1e-12)), MAX_CRITIC_GRADIENT_SCALE)
         self.policy.critic_gradient_scale.fill_(scale)
