@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--device", default="cpu", help="torch device of the policies (cpu, cuda)")
     parser.add_argument("--no-extras", action="store_true", help="throughput table only (no latency, buffer sizes)")
+    parser.add_argument("--no-compiled", action="store_true", help="leave out the compiled PPOELMUR runs")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -207,7 +208,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for env_id in args.envs:
-        runs: dict[str, list[dict]] = {"elmur": [], "lstm": [], "ppo": [], "elmur_compiled": []}
+        algorithms = ["elmur", "lstm", "ppo"] + ([] if args.no_compiled else ["elmur_compiled"])
+        runs: dict[str, list[dict]] = {algo: [] for algo in algorithms}
         try:
             for _ in range(args.repeats):
                 for algo in runs:
@@ -216,15 +218,21 @@ def main() -> None:
             print(f"| {env_id} | failed: {error.stderr.strip().splitlines()[-1]} |")
             continue
         med = {a: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for a, rs in runs.items()}
-        e, s, p, c = med["elmur"], med["lstm"], med["ppo"], med["elmur_compiled"]
+        e, s, p = med["elmur"], med["lstm"], med["ppo"]
+        compiled = "| - | - | - | - | - |"
+        if "elmur_compiled" in med:
+            c = med["elmur_compiled"]
+            compiled = (
+                f"| {c['train_fps']:.0f} | {c['train_fps'] / s['train_fps']:.2f} "
+                f"| {c['rollout_fps']:.0f} | {c['rollout_fps'] / s['rollout_fps']:.2f} "
+                f"| {max(r['warmup_s'] for r in runs['elmur_compiled']):.0f} |"
+            )
         print(
             f"| {env_id} | {e['train_fps']:.0f} | {s['train_fps']:.0f} | {e['train_fps'] / s['train_fps']:.2f} "
             f"| {e['rollout_fps']:.0f} | {s['rollout_fps']:.0f} | {e['rollout_fps'] / s['rollout_fps']:.2f} "
             f"| {e['update_s']:.2f} | {s['update_s']:.2f} | {e['update_s'] / s['update_s']:.2f} "
             f"| {e['peak_mib']:.0f} | {s['peak_mib']:.0f} | {p['train_fps']:.0f} "
-            f"| {e['train_fps'] / p['train_fps']:.3f} | {c['train_fps']:.0f} | {c['train_fps'] / s['train_fps']:.2f} "
-            f"| {c['rollout_fps']:.0f} | {c['rollout_fps'] / s['rollout_fps']:.2f} "
-            f"| {max(r['warmup_s'] for r in runs['elmur_compiled']):.0f} |"
+            f"| {e['train_fps'] / p['train_fps']:.3f} " + compiled
         )
     if args.no_extras:
         return
