@@ -8,7 +8,8 @@
 Each (variant, task, seed) is one job; its result is cached as JSON under benchmarks/results/ablation/ so an
 interrupted run resumes. Columns: final success rate (100 deterministic episodes on fresh envs; mean return where
 the task has no success), the success rate of the last 100 training episodes (stochastic actions), training steps
-until that rolling success first reached 0.95, and wall time.
+until that rolling success first reached 0.95, and wall time. A task may be evaluated on another env than it trains on
+(``horizon300``: trained on corridors of 1..30, evaluated at 300).
 """
 
 import argparse
@@ -61,6 +62,15 @@ TASKS: dict[str, dict] = {
         "policy_kwargs": {"segment_len": 16},
     },
     "cartpole": {"env_id": "CartPole-v1", "env_kwargs": {}, "steps": 100_000, "policy_kwargs": {}},
+    # the zero-shot horizon (the slow check's): trained on corridors drawn from 1..30, asked at corridor 300
+    "horizon300": {
+        "env_id": "SampledTMaze-v0",
+        "env_kwargs": {"max_length": 30},
+        "steps": 300_000,
+        "policy_kwargs": {"segment_len": 10},
+        "eval_env_id": "PassiveTMaze-v0",
+        "eval_env_kwargs": {"corridor_length": 300},
+    },
 }
 
 
@@ -94,7 +104,12 @@ def run_job(variant: str, task: str, seed: int) -> dict:
     model.learn(spec["steps"], callback=callback)
     wall = time.perf_counter() - start
 
-    eval_env = make_vec_env(spec["env_id"], n_envs=8, env_kwargs=spec["env_kwargs"], seed=seed + 1000)
+    eval_env = make_vec_env(
+        spec.get("eval_env_id", spec["env_id"]),
+        n_envs=8,
+        env_kwargs=spec.get("eval_env_kwargs", spec["env_kwargs"]),
+        seed=seed + 1000,
+    )
     success, mean_return = evaluate_success(model, eval_env, 100)
     return dict(
         variant=variant,
