@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict] = {
     "more_entropy": {"ent_coef": 0.03},
     "critic_share_005": {"critic_share": 0.05},
     "critic_share_02": {"critic_share": 0.2},
+    "previous_action": {"policy_kwargs": {"previous_action": True}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
