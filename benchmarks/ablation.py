@@ -40,6 +40,7 @@ VARIANTS: dict[str, dict] = {
     "critic_share_005": {"critic_share": 0.05},
     "critic_share_02": {"critic_share": 0.2},
     "previous_action": {"policy_kwargs": {"previous_action": True}},
+    "d_model_128": {"policy_kwargs": {"d_model": 128}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
