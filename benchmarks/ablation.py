@@ -19,8 +19,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from stable_baselines3.common.utils import LinearSchedule
-
 from benchmarks import harness
 
 RESULTS = harness.RESULTS / "ablation"
@@ -43,7 +41,7 @@ VARIANTS: dict[str, dict] = {
     "critic_share_02": {"critic_share": 0.2},
     "previous_action": {"policy_kwargs": {"previous_action": True}},
     "d_model_128": {"policy_kwargs": {"d_model": 128}},
-    "d_model_128_lr_1e-4": {"learning_rate": LinearSchedule(1e-4, 0.0, 1.0), "policy_kwargs": {"d_model": 128}},
+    "d_model_128_lr_1e-4": {"learning_rate": "lin_1e-4", "policy_kwargs": {"d_model": 128}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
@@ -88,7 +86,7 @@ def run_job(variant: str, task: str, seed: int) -> dict:
     from sb3_elmur import PPOELMUR, evaluate_success
 
     torch.set_num_threads(1)
-    spec, changes = TASKS[task], dict(VARIANTS[variant])
+    spec, changes = TASKS[task], harness.schedules(VARIANTS[variant])  # "lin_X" as in the harness
     policy_kwargs = {**spec["policy_kwargs"], **changes.pop("policy_kwargs", {})}
 
     class StepsToThreshold(BaseCallback):
