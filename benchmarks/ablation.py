@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict] = {
     "previous_action": {"policy_kwargs": {"previous_action": True}},
     "d_model_128": {"policy_kwargs": {"d_model": 128}},
     "d_model_128_lr_1e-4": {"learning_rate": "lin_1e-4", "policy_kwargs": {"d_model": 128}},
+    "d_model_128_epochs_4": {"n_epochs": 4, "policy_kwargs": {"d_model": 128}},
+    "d_model_128_target_kl": {"target_kl": 0.02, "policy_kwargs": {"d_model": 128}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
