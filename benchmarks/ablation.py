@@ -46,7 +46,9 @@ VARIANTS: dict[str, dict] = {
     "d_model_128_target_kl": {"target_kl": 0.02, "policy_kwargs": {"d_model": 128}},
     "adam_eps_1e-5": {"policy_kwargs": {"optimizer_kwargs": {"eps": 1e-5}}},
     "d_model_128_adam_eps_1e-5": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"eps": 1e-5}}},
+    "adam_betas_09": {"policy_kwargs": {"optimizer_kwargs": {"betas": (0.9, 0.9)}}},
     "d_model_128_adam_betas_09": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"betas": (0.9, 0.9)}}},
+    "d_model_128_adam_beta2_099": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"betas": (0.9, 0.99)}}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
@@ -82,11 +84,13 @@ TASKS: dict[str, dict] = {
 }
 
 
-def run_job(variant: str, task: str, seed: int) -> dict:
+def run_job(variant: str, task: str, seed: int, log_folder: str | None = None) -> dict:
+    """Train and evaluate one job; ``log_folder``: also write SB3's logger rows (one per update) there as CSV."""
     import numpy as np
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import configure
 
     from sb3_elmur import PPOELMUR, evaluate_success
 
@@ -107,6 +111,8 @@ def run_job(variant: str, task: str, seed: int) -> dict:
 
     env = make_vec_env(spec["env_id"], n_envs=8, env_kwargs=spec["env_kwargs"], seed=seed)
     model = PPOELMUR("ElmurPolicy", env, policy_kwargs=policy_kwargs, seed=seed, **changes)
+    if log_folder is not None:
+        model.set_logger(configure(log_folder, ["csv"]))
     callback = StepsToThreshold()
     start = time.perf_counter()
     model.learn(spec["steps"], callback=callback)
