@@ -378,3 +378,26 @@ def test_a_job_of_an_other_revision_is_read_as_recorded_and_never_run(tiny_run, 
     harness.write_json(harness.job_paths(job, "tiny", tmp_path)[0], recorded)  # today's job: stale
     with pytest.raises(harness.StaleResult, match=r"policy_kwargs\.actor_value_coef"):
         harness.cached_result(job, "tiny", tmp_path)
+
+
+def test_training_trace_prints_the_updates_around_the_largest_kl_after_learning(tmp_path, capsys):
+    from benchmarks import training_trace
+
+    header = list(training_trace.COLUMNS)
+    rows = [  # steps, success, return, entropy loss, approx KL, clip fraction, value loss
+        (1024, 0.0, -0.7, -1.0, 5.0, 0.3, 0.1),  # a larger KL before the success reached 0.95: not the one
+        (2048, 0.96, 0.9, -0.1, 0.01, 0.1, 0.01),
+        (3072, 1.0, 1.0, -0.01, 0.0, 0.0, 0.001),
+        (4096, 0.5, 0.4, -0.02, 1.25, 0.2, 0.01),
+        (5120, 0.0, -0.03, -0.002, 0.0, 0.0, 0.001),
+    ]
+    path = tmp_path / "trace.csv"
+    path.write_text("\n".join([",".join(header)] + [",".join(map(str, row)) for row in rows]) + "\n")
+    training_trace.print_window(path, before=1, after=0)
+    printed = capsys.readouterr().out
+    assert "0.95 training success at 2048 steps" in printed
+    table = [line for line in printed.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert table == [
+        "| 3.07e+03 | 1 | 1 | -0.01 | 0 | 0 | 0.001 |",
+        "| 4.1e+03 | 0.5 | 0.4 | -0.02 | 1.25 | 0.2 | 0.01 |",
+    ]
