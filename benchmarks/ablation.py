@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict] = {
     "adam_betas_09": {"policy_kwargs": {"optimizer_kwargs": {"betas": (0.9, 0.9)}}},
     "d_model_128_adam_betas_09": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"betas": (0.9, 0.9)}}},
     "d_model_128_adam_beta2_099": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"betas": (0.9, 0.99)}}},
+    "d_model_128_more_entropy": {"ent_coef": 0.03, "policy_kwargs": {"d_model": 128}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
