@@ -43,8 +43,6 @@ VARIANTS: dict[str, dict] = {
     "d_model_128": {"policy_kwargs": {"d_model": 128}},
     "d_model_128_lr_1e-4": {"learning_rate": "lin_1e-4", "policy_kwargs": {"d_model": 128}},
     "d_model_128_epochs_4": {"n_epochs": 4, "policy_kwargs": {"d_model": 128}},
-    "d_model_128_target_kl": {"target_kl": 0.02, "policy_kwargs": {"d_model": 128}},
-    "adam_eps_1e-5": {"policy_kwargs": {"optimizer_kwargs": {"eps": 1e-5}}},
     "d_model_128_adam_eps_1e-5": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"eps": 1e-5}}},
     "adam_betas_09": {"policy_kwargs": {"optimizer_kwargs": {"betas": (0.9, 0.9)}}},
     "d_model_128_adam_betas_09": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"betas": (0.9, 0.9)}}},
