@@ -31,9 +31,14 @@ COLUMNS = {
 }
 
 
+def trace_path(variant: str, task: str, seed: int) -> Path:
+    """Where the trace of a job is kept."""
+    return RESULTS / f"{variant}__{task}__{seed}.csv"
+
+
 def trace(variant: str, task: str, seed: int) -> Path:
     """Run the job with a CSV logger (unless its trace exists) and return the trace's path."""
-    path = RESULTS / f"{variant}__{task}__{seed}.csv"
+    path = trace_path(variant, task, seed)
     if not path.exists():
         with tempfile.TemporaryDirectory() as folder:
             result = ablation.run_job(variant, task, seed, log_folder=folder)
@@ -66,7 +71,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table-only", action="store_true", help="print the committed trace, train nothing")
     args = parser.parse_args()
-    path = RESULTS / f"{args.variant}__{args.task}__{args.seed}.csv"
+    path = trace_path(args.variant, args.task, args.seed)
     print_window(path if args.table_only else trace(args.variant, args.task, args.seed))
 
 
