@@ -419,7 +419,8 @@ def test_critic_share_needs_a_shared_trunk():
 
 
 @pytest.mark.slow  # compiles: minutes on 2 cores the first time (torch caches it on disk)
-def test_compiled_update_equals_the_eager_one():
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_compiled_update_equals_the_eager_one(device):
     """compile_update changes how the update runs, not what it computes: on a minibatch, the compiled pass gives the
     eager pass's values, log-probabilities and gradients up to floating-point rounding, and training runs with it."""
     env = make_vec_env(TMaze, n_envs=2, env_kwargs=dict(corridor_length=10), seed=1)
@@ -433,6 +434,7 @@ def test_compiled_update_equals_the_eager_one():
         policy_kwargs=dict(TINY, n_layers=1),
         seed=0,
         compile_update=True,
+        device=device,
     ).learn(32)
     data = next(model.rollout_buffer.get(None))
 
@@ -453,18 +455,19 @@ def test_compiled_update_equals_the_eager_one():
 
 
 @pytest.mark.slow  # compiles: a minute on 2 cores the first time (torch caches it on disk)
-def test_compiled_acting_equals_the_eager_one(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_compiled_acting_equals_the_eager_one(tmp_path, device):
     """compile_acting changes how a step runs, not what it computes: stepping the same observations from the same
     state, through segment writes and an episode reset, gives the eager step's actions' distribution, values and
     state up to floating-point rounding, also after training has changed the weights; the option is saved."""
     env = make_vec_env(TMaze, n_envs=2, env_kwargs=dict(corridor_length=10), seed=1)
-    kwargs = dict(n_steps=16, batch_size=32, n_epochs=1, policy_kwargs=dict(TINY, segment_len=4), seed=0)
+    kwargs = dict(n_steps=16, batch_size=32, n_epochs=1, policy_kwargs=dict(TINY, segment_len=4), seed=0, device=device)
     eager = PPOELMUR("ElmurPolicy", env, **kwargs)
     compiled = PPOELMUR("ElmurPolicy", env, compile_acting=True, learning_rate=1e-2, **kwargs)
     assert "step" in vars(compiled.policy.trunks[0])  # the compiled step, in place of the method
     generator = torch.Generator().manual_seed(0)
-    observations = torch.rand(11, 2, *env.observation_space.shape, generator=generator)
-    starts = torch.zeros(11, 2, dtype=torch.bool)
+    observations = torch.rand(11, 2, *env.observation_space.shape, generator=generator).to(device)
+    starts = torch.zeros(11, 2, dtype=torch.bool, device=device)
     starts[6, 1] = True  # env 1 begins a new episode mid-segment
 
     def assert_same_steps() -> None:
