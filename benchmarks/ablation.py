@@ -63,6 +63,13 @@ TASKS: dict[str, dict] = {
         "steps": 300_000,
         "policy_kwargs": {"segment_len": 10},
     },
+    # the same, its time limit a termination (no value bootstrapped beyond the junction's step)
+    "tmaze30_terminal": {
+        "env_id": "PassiveTMaze-v0",
+        "env_kwargs": {"corridor_length": 30, "last_step_terminates": True},
+        "steps": 300_000,
+        "policy_kwargs": {"segment_len": 10},
+    },
     # self-attention alone carries the cue
     "tmaze10": {
         "env_id": "PassiveTMaze-v0",

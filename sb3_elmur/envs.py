@@ -21,15 +21,19 @@ class TMaze(gym.Env):
     ``corridor_length`` steps.
 
     :param corridor_length: steps from the start to the junction
+    :param last_step_terminates: end the episode at the time limit as terminated instead of truncated: the limit is
+        part of the task, so PPO does not bootstrap a value beyond it (with truncation, moving on at the junction is
+        valued as if the agent could still turn at a next step)
     :param render_mode: ``"rgb_array"`` to render frames (corridor in grey, agent in white, cue arm in green)
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}  # type: ignore[misc]
 
-    def __init__(self, corridor_length: int = 10, render_mode: str | None = None):
+    def __init__(self, corridor_length: int = 10, render_mode: str | None = None, last_step_terminates: bool = False):
         if corridor_length < 1:
             raise ValueError(f"corridor_length must be >= 1, got {corridor_length}")
         self.corridor_length = corridor_length
+        self.last_step_terminates = last_step_terminates
         self.render_mode = render_mode
         self.observation_space = spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
         self.action_space = spaces.Discrete(3)
@@ -62,7 +66,9 @@ class TMaze(gym.Env):
             self._position += 1
         else:
             reward = -1.0 / self.corridor_length
-        truncated = not terminated and self._steps >= self.corridor_length + 1
+        out_of_time = not terminated and self._steps >= self.corridor_length + 1
+        terminated = terminated or (out_of_time and self.last_step_terminates)
+        truncated = out_of_time and not self.last_step_terminates
         info = {"is_success": success} if terminated or truncated else {}
         return self._observation(), reward, terminated, truncated, info
 
@@ -85,10 +91,16 @@ class SampledTMaze(TMaze):
     :param min_length: shortest corridor
     """
 
-    def __init__(self, max_length: int = 30, min_length: int = 1, render_mode: str | None = None):
+    def __init__(
+        self,
+        max_length: int = 30,
+        min_length: int = 1,
+        render_mode: str | None = None,
+        last_step_terminates: bool = False,
+    ):
         if not 1 <= min_length <= max_length:
             raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
-        super().__init__(max_length, render_mode)
+        super().__init__(max_length, render_mode, last_step_terminates)
         self.min_length, self.max_length = min_length, max_length
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -10,6 +10,7 @@ import pytest
 import sb3_elmur
 from benchmarks import harness, recall_by_position, tmaze_horizon
 from sb3_elmur import SampledTMaze
+from sb3_elmur.envs import MOVE_ON
 from sb3_elmur.model import ElmurConfig
 
 TINY = dict(
@@ -261,6 +262,23 @@ def test_sampled_tmaze():
         env.reset(seed=seed)
         lengths.add(env.corridor_length)
     assert lengths == {2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("last_step_terminates", [False, True])
+def test_tmaze_time_limit(last_step_terminates: bool):
+    """Moving on at the junction runs out of time: a truncation by default, a termination with the option; the
+    reward and the rest of the episode are the same."""
+    env = SampledTMaze(max_length=3, min_length=3, last_step_terminates=last_step_terminates)
+    env.reset(seed=0)
+    for _ in range(3):
+        assert env.step(MOVE_ON)[1:4] == (0.0, False, False)
+    _, reward, terminated, truncated, info = env.step(MOVE_ON)
+    assert (reward, terminated, truncated, info) == (
+        -1 / 3,
+        last_step_terminates,
+        not last_step_terminates,
+        {"is_success": False},
+    )
 
 
 def test_float_box_and_previous_action_reward():
