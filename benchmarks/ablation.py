@@ -55,21 +55,17 @@ VARIANTS: dict[str, dict] = {
     },
     "m4_constant_lr_more_entropy": {**M4_CONSTANT_LR, "ent_coef": 0.03},
 }
+# cue crosses 3 segment boundaries
+TMAZE30 = {
+    "env_id": "PassiveTMaze-v0",
+    "env_kwargs": {"corridor_length": 30},
+    "steps": 300_000,
+    "policy_kwargs": {"segment_len": 10},
+}
 TASKS: dict[str, dict] = {
-    # cue crosses 3 segment boundaries
-    "tmaze30": {
-        "env_id": "PassiveTMaze-v0",
-        "env_kwargs": {"corridor_length": 30},
-        "steps": 300_000,
-        "policy_kwargs": {"segment_len": 10},
-    },
+    "tmaze30": TMAZE30,
     # the same, its time limit a termination (no value bootstrapped beyond the junction's step)
-    "tmaze30_terminal": {
-        "env_id": "PassiveTMaze-v0",
-        "env_kwargs": {"corridor_length": 30, "last_step_terminates": True},
-        "steps": 300_000,
-        "policy_kwargs": {"segment_len": 10},
-    },
+    "tmaze30_terminal": {**TMAZE30, "env_kwargs": {"corridor_length": 30, "last_step_terminates": True}},
     # self-attention alone carries the cue
     "tmaze10": {
         "env_id": "PassiveTMaze-v0",
