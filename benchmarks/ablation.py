@@ -48,6 +48,8 @@ VARIANTS: dict[str, dict] = {
     "d_model_128_adam_betas_09": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"betas": (0.9, 0.9)}}},
     "d_model_128_adam_beta2_099": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"betas": (0.9, 0.99)}}},
     "d_model_128_more_entropy": {"ent_coef": 0.03, "policy_kwargs": {"d_model": 128}},
+    "d_model_128_target_kl_002": {"target_kl": 0.02, "policy_kwargs": {"d_model": 128}},
+    "d_model_128_norm_first": {"policy_kwargs": {"d_model": 128, "norm_first": True}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
@@ -86,8 +88,9 @@ TASKS: dict[str, dict] = {
 }
 
 
-def run_job(variant: str, task: str, seed: int, log_folder: str | None = None) -> dict:
-    """Train and evaluate one job; ``log_folder``: also write SB3's logger rows (one per update) there as CSV."""
+def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, probe=None) -> dict:
+    """Train and evaluate one job; ``log_folder``: also write SB3's logger rows (one per update) there as CSV;
+    ``probe``: a further SB3 callback for the training (e.g. one that logs more per update)."""
     import numpy as np
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
@@ -117,7 +120,7 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None) -
         model.set_logger(configure(log_folder, ["csv"]))
     callback = StepsToThreshold()
     start = time.perf_counter()
-    model.learn(spec["steps"], callback=callback)
+    model.learn(spec["steps"], callback=[callback] if probe is None else [callback, probe])
     wall = time.perf_counter() - start
 
     eval_env = make_vec_env(

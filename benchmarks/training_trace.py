@@ -8,7 +8,10 @@ too) with SB3's logger writing one row per update to
 ``benchmarks/results/training_trace/<variant>__<task>__<seed>.csv``, then prints the updates around the one with the
 largest ``train/approx_kl`` after the rolling training success first reached 0.95: the success and mean return of the
 last 100 training episodes, the policy's entropy, the approximate KL divergence and clip fraction of the update, and
-the value loss.
+the value loss. On the T-Maze, a probe also logs, once per rollout, what the policy does where the task is decided: it
+walks two episodes (cue up, cue down) down the corridor and reads the action distribution at the junction (the
+probability of moving on, of the turn the cue asks for and of the other turn) and the lowest probability of moving on
+along the corridor.
 """
 
 import argparse
@@ -17,7 +20,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
 from benchmarks import ablation, harness
+from sb3_elmur.envs import DOWN, MOVE_ON, UP
 
 RESULTS = harness.RESULTS / "training_trace"
 COLUMNS = {
@@ -29,6 +37,46 @@ COLUMNS = {
     "train/clip_fraction": "clip fraction",
     "train/value_loss": "value loss",
 }
+PROBE_COLUMNS = {
+    "junction/p_move_on": "p(move on) at the junction",
+    "junction/p_cued_turn": "p(cued turn)",
+    "junction/p_other_turn": "p(other turn)",
+    "corridor/min_p_move_on": "lowest p(move on) in the corridor",
+}
+
+
+class JunctionProbe(BaseCallback):
+    """Log the T-Maze policy's action probabilities at the junction of a corridor of ``corridor_length``, once per
+    rollout, on the two episodes (cue up, cue down) that move on to the junction."""
+
+    def __init__(self, corridor_length: int):
+        super().__init__()
+        steps = corridor_length + 1
+        self.observations = np.zeros((steps, 2, 3), dtype=np.float32)  # (step, episode, obs)
+        self.observations[0, 0, UP - 1] = self.observations[0, 1, DOWN - 1] = 1.0
+        self.observations[-1, :, 2] = 1.0  # the junction flag
+
+    def _on_step(self) -> bool:
+        return True
+
+    @torch.no_grad()
+    def _on_rollout_end(self) -> None:
+        policy = self.model.policy
+        state = policy.initial_state(2)
+        move_on = torch.full((2,), MOVE_ON, device=policy.device)
+        corridor = []
+        for t, obs in enumerate(self.observations):
+            starts = torch.full((2,), float(t == 0), device=policy.device)
+            distribution, state = policy.get_distribution(torch.as_tensor(obs, device=policy.device), state, starts)
+            probs = distribution.distribution.probs  # (2, 3)
+            state = policy.took(state, move_on)
+            corridor.append(probs[:, MOVE_ON].min().item())
+        cued = probs[[0, 1], [UP, DOWN]]
+        other = probs[[0, 1], [DOWN, UP]]
+        self.logger.record("junction/p_move_on", probs[:, MOVE_ON].mean().item())
+        self.logger.record("junction/p_cued_turn", cued.mean().item())
+        self.logger.record("junction/p_other_turn", other.mean().item())
+        self.logger.record("corridor/min_p_move_on", min(corridor[:-1]))
 
 
 def trace_path(variant: str, task: str, seed: int) -> Path:
@@ -41,7 +89,9 @@ def trace(variant: str, task: str, seed: int) -> Path:
     path = trace_path(variant, task, seed)
     if not path.exists():
         with tempfile.TemporaryDirectory() as folder:
-            result = ablation.run_job(variant, task, seed, log_folder=folder)
+            env_kwargs = ablation.TASKS[task]["env_kwargs"]
+            probe = JunctionProbe(env_kwargs["corridor_length"]) if "corridor_length" in env_kwargs else None
+            result = ablation.run_job(variant, task, seed, log_folder=folder, probe=probe)
             RESULTS.mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(folder) / "progress.csv", path)
         harness.cached(ablation.result_path(variant, task, seed), lambda: result)
@@ -58,10 +108,11 @@ def print_window(path: Path, before: int = 6, after: int = 4) -> None:
     peak = max(range(learned, len(rows)), key=lambda i: float(rows[i]["train/approx_kl"]))
     reached = rows[learned]["time/total_timesteps"]
     print(f"\n{path.name}: 0.95 training success at {reached} steps; the largest approx KL after it:")
-    print("| " + " | ".join(COLUMNS.values()) + " |")
-    print("|" + "---|" * len(COLUMNS))
+    columns = COLUMNS | {k: v for k, v in PROBE_COLUMNS.items() if k in rows[0]}  # traces before the probe lack it
+    print("| " + " | ".join(columns.values()) + " |")
+    print("|" + "---|" * len(columns))
     for row in rows[max(peak - before, 0) : peak + after + 1]:
-        print("| " + " | ".join(f"{float(row[k]):.3g}" for k in COLUMNS) + " |")
+        print("| " + " | ".join(f"{float(row[k]):.3g}" for k in columns) + " |")
 
 
 def main() -> None:
