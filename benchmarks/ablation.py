@@ -89,9 +89,9 @@ TASKS: dict[str, dict] = {
 }
 
 
-def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, probe=None) -> dict:
+def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, probes: tuple = ()) -> dict:
     """Train and evaluate one job; ``log_folder``: also write SB3's logger rows (one per update) there as CSV;
-    ``probe``: a further SB3 callback for the training (e.g. one that logs more per update)."""
+    ``probes``: further SB3 callbacks for the training (e.g. ones that log more per update)."""
     import numpy as np
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
@@ -121,7 +121,7 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, p
         model.set_logger(configure(log_folder, ["csv"]))
     callback = StepsToThreshold()
     start = time.perf_counter()
-    model.learn(spec["steps"], callback=[callback] if probe is None else [callback, probe])
+    model.learn(spec["steps"], callback=[callback, *probes])
     wall = time.perf_counter() - start
 
     eval_env = make_vec_env(

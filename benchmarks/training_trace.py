@@ -11,7 +11,9 @@ last 100 training episodes, the policy's entropy, the approximate KL divergence 
 the value loss. On the T-Maze, a probe also logs, once per rollout, what the policy does where the task is decided: it
 walks two episodes (cue up, cue down) down the corridor and reads the action distribution at the junction (the
 probability of moving on, of the turn the cue asks for and of the other turn) and the lowest probability of moving on
-along the corridor.
+along the corridor. On every task, the update's largest optimizer step is logged too: the root mean square of one
+gradient step's change of the weights, divided by the learning rate (Adam moves each weight by about the learning
+rate when its gradient keeps its sign; much more after a stretch of tiny gradients).
 """
 
 import argparse
@@ -42,7 +44,43 @@ PROBE_COLUMNS = {
     "junction/p_cued_turn": "p(cued turn)",
     "junction/p_other_turn": "p(other turn)",
     "corridor/min_p_move_on": "lowest p(move on) in the corridor",
+    "train/largest_step": "largest step / lr",
 }
+
+
+class StepSize(BaseCallback):
+    """Log, per update, the largest root-mean-square change of the weights in one gradient step, over the learning
+    rate (``train/largest_step``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0.0
+        self.before: list[torch.Tensor] = []
+
+    def _on_training_start(self) -> None:
+        optimizer = self.model.policy.optimizer
+        self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.register_step_pre_hook(self._before_step)
+        optimizer.register_step_post_hook(self._after_step)
+
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        self.before = [p.detach().clone() for p in self.parameters]
+
+    @torch.no_grad()
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        if optimizer.param_groups[0]["lr"] == 0:  # the last update of a linear schedule
+            return
+        squares = sum(((p - b) ** 2).sum() for p, b in zip(self.parameters, self.before, strict=True))
+        count = sum(p.numel() for p in self.parameters)
+        step = (squares / count).sqrt().item() / optimizer.param_groups[0]["lr"]
+        self.largest = max(self.largest, step)
+        self.logger.record("train/largest_step", self.largest)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.largest = 0.0
 
 
 class JunctionProbe(BaseCallback):
@@ -90,8 +128,10 @@ def trace(variant: str, task: str, seed: int) -> Path:
     if not path.exists():
         with tempfile.TemporaryDirectory() as folder:
             env_kwargs = ablation.TASKS[task]["env_kwargs"]
-            probe = JunctionProbe(env_kwargs["corridor_length"]) if "corridor_length" in env_kwargs else None
-            result = ablation.run_job(variant, task, seed, log_folder=folder, probe=probe)
+            probes = [StepSize()]
+            if "corridor_length" in env_kwargs:
+                probes.append(JunctionProbe(env_kwargs["corridor_length"]))
+            result = ablation.run_job(variant, task, seed, log_folder=folder, probes=tuple(probes))
             RESULTS.mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(folder) / "progress.csv", path)
         harness.cached(ablation.result_path(variant, task, seed), lambda: result)
