@@ -32,6 +32,7 @@ VARIANTS: dict[str, dict] = {
     "memory_size_2": {"policy_kwargs": {"memory_size": 2}},
     "memory_size_4": {"policy_kwargs": {"memory_size": 4}},
     "constant_lr": {"learning_rate": 3e-4},
+    "lr_6e-4": {"learning_rate": "lin_6e-4"},
     "reconstruction": {"policy_kwargs": {"reconstruction_coef": 1.0}},
     "no_features_skip": {"policy_kwargs": {"features_skip": False}},
     "no_memory_gradient": {"policy_kwargs": {"memory_gradient": False}},
