@@ -13,7 +13,7 @@ walks two episodes (cue up, cue down) down the corridor and reads the action dis
 probability of moving on, of the turn the cue asks for and of the other turn) and the lowest probability of moving on
 along the corridor. On every task, the update's largest optimizer step is logged too: the root mean square of one
 gradient step's change of the weights, divided by the learning rate (Adam moves each weight by about the learning
-rate when its gradient keeps its sign; much more after a stretch of tiny gradients).
+rate when its gradient keeps its sign).
 """
 
 import argparse
