@@ -60,6 +60,7 @@ class StepSize(BaseCallback):
     def _on_training_start(self) -> None:
         optimizer = self.model.policy.optimizer
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        self.count = sum(p.numel() for p in self.parameters)
         optimizer.register_step_pre_hook(self._before_step)
         optimizer.register_step_post_hook(self._after_step)
 
@@ -71,8 +72,7 @@ class StepSize(BaseCallback):
         if optimizer.param_groups[0]["lr"] == 0:  # the last update of a linear schedule
             return
         squares = sum(((p - b) ** 2).sum() for p, b in zip(self.parameters, self.before, strict=True))
-        count = sum(p.numel() for p in self.parameters)
-        step = (squares / count).sqrt().item() / optimizer.param_groups[0]["lr"]
+        step = (squares / self.count).sqrt().item() / optimizer.param_groups[0]["lr"]
         self.largest = max(self.largest, step)
         self.logger.record("train/largest_step", self.largest)
 
