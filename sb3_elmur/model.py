@@ -63,6 +63,11 @@ class ElmurConfig:
         (a direct path that does not go through attention and memory)
     :param reconstruction_coef: weight of an auxiliary loss (0 = off): after each complete training segment, a
         small decoder reads the freshly written memory and reconstructs the segment's features (MSE)
+    :param uniform_kl_coef: weight of a penalty (0 = off) on KL(uniform || policy) at each training step, for
+        discrete actions (Discrete, MultiDiscrete, MultiBinary; continuous actions have none: a Gaussian's spread
+        does not depend on the state). Unlike the entropy bonus, its pull on an action's probability does not vanish
+        as that probability nears 0, so an action the policy has given up at some state is still sampled now and
+        then, and can be learned back
     :param episode_clock: add to each token a learned projection of :func:`episode_clock` features of its episode
         step, so the policy can tell how far into the episode it is beyond what its attention window shows
     :param previous_action: each step's token also sees the action taken at the step before (zeros at an episode's
@@ -84,6 +89,7 @@ class ElmurConfig:
     actor_value_coef: float = 0.0
     features_skip: bool = True
     reconstruction_coef: float = 0.0
+    uniform_kl_coef: float = 0.0
     episode_clock: bool = False
     previous_action: bool = False
 
@@ -97,7 +103,7 @@ class ElmurConfig:
             raise ValueError(f"lru_alpha must be in (0, 1], got {self.lru_alpha}")
         if self.memory_init not in ("learned", "zeros"):
             raise ValueError(f"memory_init must be 'learned' or 'zeros', got {self.memory_init!r}")
-        for name in ("reconstruction_coef", "actor_value_coef"):
+        for name in ("reconstruction_coef", "actor_value_coef", "uniform_kl_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

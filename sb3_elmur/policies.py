@@ -8,7 +8,12 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
-from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.distributions import (
+    BernoulliDistribution,
+    CategoricalDistribution,
+    Distribution,
+    MultiCategoricalDistribution,
+)
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
 from stable_baselines3.common.torch_layers import (
@@ -293,8 +298,8 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         """Values, log-probabilities and entropy of the actions of a minibatch of B sequences of S segments of L
         steps (see :class:`~sb3_elmur.buffers.ElmurSequenceSamples`).
 
-        :return: values, log-probabilities and entropy, each (B * S * L,), and the weighted auxiliary
-            reconstruction loss (0 when ``reconstruction_coef`` is 0)
+        :return: values, log-probabilities and entropy, each (B * S * L,), and the sum of the auxiliary terms weighted
+            by their coefficients (reconstruction, actor value, KL from uniform; 0 when all are off)
         """
         B, S, L = batch.valid.shape
         n = self.config.n_layers
@@ -328,6 +333,10 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             actor_value_loss = (((batch.returns - actor_values) ** 2) * mask).sum() / mask.sum()
             auxiliary_loss = auxiliary_loss + self.config.actor_value_coef * actor_value_loss
         distribution = self._get_action_dist_from_latent(latent_pi)
+        if self.config.uniform_kl_coef > 0 and not isinstance(self.action_space, spaces.Box):
+            mask = batch.loss_mask.to(latent_pi.dtype)
+            uniform_kl = (kl_from_uniform(distribution) * mask).sum() / mask.sum()
+            auxiliary_loss = auxiliary_loss + self.config.uniform_kl_coef * uniform_kl
         values = self.value_net(latent_vf).flatten()
         actions = batch.actions
         if isinstance(self.action_space, spaces.Discrete):
@@ -412,6 +421,23 @@ class ScaleGradient(th.autograd.Function):
     def backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor, None]:
         (scale,) = ctx.saved_tensors
         return grad * scale, None
+
+
+def kl_from_uniform(distribution: Distribution) -> th.Tensor:
+    """KL(uniform || policy) of a categorical or Bernoulli action distribution at each step, summed over the action's
+    components: (N,)."""
+    if isinstance(distribution, BernoulliDistribution):
+        logits = distribution.distribution.logits  # (N, k)
+        log_p, log_not_p = -F.softplus(-logits), -F.softplus(logits)
+        return (-np.log(2) - (log_p + log_not_p) / 2).sum(dim=-1)
+    if isinstance(distribution, CategoricalDistribution):
+        components = [distribution.distribution]
+    elif isinstance(distribution, MultiCategoricalDistribution):
+        components = distribution.distribution
+    else:
+        raise ValueError(f"KL from uniform is defined for discrete actions, not for {type(distribution).__name__}")
+    # torch's Categorical keeps its logits normalised: log-probabilities (N, n)
+    return sum(-np.log(c.logits.shape[-1]) - c.logits.mean(dim=-1) for c in components)
 
 
 def _join(states: list[ElmurState]) -> ElmurState:

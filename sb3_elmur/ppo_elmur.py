@@ -57,7 +57,7 @@ class PPOLoss(NamedTuple):
     policy_loss: th.Tensor  # clipped surrogate of the (normalised) advantages
     value_loss: th.Tensor  # squared error of the (clipped) values against the returns
     entropy_loss: th.Tensor  # minus the entropy
-    auxiliary_loss: th.Tensor  # reconstruction and actor value losses, weighted by their coefficients (0 when off)
+    auxiliary_loss: th.Tensor  # reconstruction, actor value and KL-from-uniform terms, weighted by their coefficients
     approx_kl: th.Tensor  # KL(old || new) estimate, no gradient
     clip_fraction: th.Tensor  # share of steps whose ratio was clipped, no gradient
 
@@ -425,7 +425,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
         self.logger.record("train/clip_fraction", np.mean(clip_fractions))
         self.logger.record("train/loss", terms.loss.item())
-        if self.policy.reconstruction is not None or self.policy.actor_value_net is not None:
+        policy = self.policy
+        if policy.reconstruction is not None or policy.actor_value_net is not None or policy.config.uniform_kl_coef > 0:
             self.logger.record("train/auxiliary_loss", np.mean(auxiliary_losses))
         self.logger.record("train/explained_variance", explained_var)
         self._record_memory(update_norms)

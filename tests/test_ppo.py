@@ -4,10 +4,17 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.distributions import (
+    BernoulliDistribution,
+    CategoricalDistribution,
+    MultiCategoricalDistribution,
+)
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from torch.distributions import kl_divergence
 
 from sb3_elmur import PPOELMUR, TMaze, evaluate_success
+from sb3_elmur.policies import kl_from_uniform
 from sb3_elmur.ppo_elmur import MAX_CRITIC_GRADIENT_SCALE
 from tests.conftest import DictTMaze
 
@@ -214,6 +221,40 @@ def test_reconstruction_loss_trains_the_write_path():
     auxiliary_loss.backward()
     write = model.policy.trunks[0].layers[0].write_attn.query.weight.grad
     assert write is not None and write.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "distribution, n",
+    [(CategoricalDistribution(3), 3), (MultiCategoricalDistribution([3, 4]), 7), (BernoulliDistribution(2), 2)],
+)
+def test_kl_from_uniform_is_torchs_kl_divergence(distribution, n):
+    logits = torch.randn(5, n, generator=torch.Generator().manual_seed(0))
+    distribution.proba_distribution(logits)
+    components = distribution.distribution
+    components = components if isinstance(components, list) else [components]
+    expected = sum(
+        kl_divergence(type(c)(logits=torch.zeros_like(c.logits)), c).reshape(5, -1).sum(dim=-1) for c in components
+    )
+    torch.testing.assert_close(kl_from_uniform(distribution), expected)
+
+
+def test_uniform_kl_term_vanishes_at_the_uniform_policy_and_pulls_towards_it():
+    model = make_model(uniform_kl_coef=0.5)
+    model.learn(90)
+    assert model.logger.name_to_value["train/auxiliary_loss"] > 0
+    (data,) = list(model.rollout_buffer.get(None))
+    action_net = model.policy.action_net
+    with torch.no_grad():
+        action_net.weight.zero_()
+        action_net.bias.zero_()
+    assert model.policy.evaluate_sequences(data)[-1].item() == 0  # uniform over the actions: no KL
+    with torch.no_grad():
+        action_net.bias.copy_(torch.tensor([2.0, 0.0, -2.0]))
+    auxiliary_loss = model.policy.evaluate_sequences(data)[-1]
+    model.policy.zero_grad()
+    auxiliary_loss.backward()
+    probabilities = torch.softmax(action_net.bias.detach(), dim=0)  # the gradient on the bias: coef * (p - 1/n)
+    torch.testing.assert_close(action_net.bias.grad, 0.5 * (probabilities - 1 / 3))
 
 
 def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
