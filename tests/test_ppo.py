@@ -238,8 +238,9 @@ def test_kl_from_uniform_is_torchs_kl_divergence(distribution, n):
     torch.testing.assert_close(kl_from_uniform(distribution), expected)
 
 
-def test_uniform_kl_term_vanishes_at_the_uniform_policy_and_pulls_towards_it():
-    model = make_model(uniform_kl_coef=0.5)
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_uniform_kl_term_vanishes_at_the_uniform_policy_and_pulls_towards_it(device):
+    model = make_model(device=device, uniform_kl_coef=0.5)
     model.learn(90)
     assert model.logger.name_to_value["train/auxiliary_loss"] > 0
     (data,) = list(model.rollout_buffer.get(None))
@@ -249,7 +250,7 @@ def test_uniform_kl_term_vanishes_at_the_uniform_policy_and_pulls_towards_it():
         action_net.bias.zero_()
     assert model.policy.evaluate_sequences(data)[-1].item() == 0  # uniform over the actions: no KL
     with torch.no_grad():
-        action_net.bias.copy_(torch.tensor([2.0, 0.0, -2.0]))
+        action_net.bias.copy_(torch.tensor([2.0, 0.0, -2.0], device=device))
     auxiliary_loss = model.policy.evaluate_sequences(data)[-1]
     model.policy.zero_grad()
     auxiliary_loss.backward()
