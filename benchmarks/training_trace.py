@@ -13,7 +13,8 @@ walks two episodes (cue up, cue down) down the corridor and reads the action dis
 probability of moving on, of the turn the cue asks for and of the other turn) and the lowest probability of moving on
 along the corridor. On every task, the update's largest optimizer step is logged too: the root mean square of one
 gradient step's change of the weights, divided by the learning rate (Adam moves each weight by about the learning
-rate when its gradient keeps its sign).
+rate when its gradient keeps its sign). A last line sums up the probe: when the junction was first decided, how often
+it was lost and relearned.
 """
 
 import argparse
@@ -155,6 +156,29 @@ def print_window(path: Path, before: int = 6, after: int = 4) -> None:
         print("| " + " | ".join(f"{float(row[k]):.3g}" for k in columns) + " |")
 
 
+def print_junction_summary(path: Path) -> None:
+    """Print, from a probed T-Maze trace, when the junction was first decided (p(cued turn) above 0.9 after an
+    update), how often it was lost (below 0.6 after having been above 0.9) and relearned (above 0.9 again), and where
+    it ended."""
+    rows = [r for r in csv.DictReader(path.open()) if r.get("junction/p_cued_turn")]
+    if not rows:
+        return
+    cued = [float(r["junction/p_cued_turn"]) for r in rows]
+    first = next((r["time/total_timesteps"] for r, p in zip(rows, cued, strict=True) if p > 0.9), "never")
+    lost = decisions = 0
+    decided = False
+    for p in cued:
+        if decided and p < 0.6:
+            lost, decided = lost + 1, False
+        elif not decided and p > 0.9:
+            decisions, decided = decisions + 1, True
+    relearned = max(decisions - 1, 0)
+    print(
+        f"{path.name}: junction first decided (p(cued turn) > 0.9) at {first} steps; lost {lost} times (< 0.6), "
+        f"relearned {relearned}; p(cued turn) at the end {cued[-1]:.3g}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="default", choices=list(ablation.VARIANTS))
@@ -163,7 +187,9 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="print the committed trace, train nothing")
     args = parser.parse_args()
     path = trace_path(args.variant, args.task, args.seed)
-    print_window(path if args.table_only else trace(args.variant, args.task, args.seed))
+    path = path if args.table_only else trace(args.variant, args.task, args.seed)
+    print_window(path)
+    print_junction_summary(path)
 
 
 if __name__ == "__main__":
