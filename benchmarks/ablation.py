@@ -52,7 +52,6 @@ VARIANTS: dict[str, dict] = {
     "d_model_128_target_kl_002": {"target_kl": 0.02, "policy_kwargs": {"d_model": 128}},
     "d_model_128_norm_first": {"policy_kwargs": {"d_model": 128, "norm_first": True}},
     "d_model_128_amsgrad": {"policy_kwargs": {"d_model": 128, "optimizer_kwargs": {"amsgrad": True}}},
-    "d_model_128_no_advantage_norm": {"normalize_advantage": False, "policy_kwargs": {"d_model": 128}},
     "d_model_128_uniform_kl_0003": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.003}},
     "d_model_128_uniform_kl_001": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.01}},
     "d_model_128_uniform_kl_003": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.03}},
