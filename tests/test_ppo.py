@@ -258,6 +258,20 @@ def test_uniform_kl_term_vanishes_at_the_uniform_policy_and_pulls_towards_it(dev
     torch.testing.assert_close(action_net.bias.grad, 0.5 * (probabilities - 1 / 3))
 
 
+def test_uniform_kl_term_changes_nothing_for_continuous_actions():
+    def trained(coef: float) -> dict[str, torch.Tensor]:
+        env = make_vec_env("Pendulum-v1", n_envs=2, seed=1)
+        model = PPOELMUR(
+            "ElmurPolicy", env, n_steps=30, batch_size=64, n_epochs=1, seed=0, device="cpu",
+            policy_kwargs=dict(TINY, uniform_kl_coef=coef),
+        )  # fmt: skip
+        model.learn(60)
+        return model.policy.state_dict()
+
+    with_term, without = trained(0.5), trained(0.0)
+    assert all(torch.equal(weights, with_term[name]) for name, weights in without.items())
+
+
 def test_actor_value_head_trains_the_actors_trunk_on_the_returns():
     """actor_value_coef > 0 with a critic trunk: an auxiliary value loss on a value branch of the actor's trunk, whose
     gradient reaches the actor's trunk and not the critic's trunk or MLP; the values PPO uses still come from the
