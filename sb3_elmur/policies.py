@@ -329,13 +329,11 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         latent_pi, latent_vf = self._latents([heads_input[0], critic_input])
         if self.actor_value_net is not None:  # the actor's trunk also learns to predict the returns
             actor_values = self.actor_value_net(heads_input[0]).flatten()
-            mask = batch.loss_mask.to(actor_values.dtype)  # a mean over the masked steps, with no data-dependent shape
-            actor_value_loss = (((batch.returns - actor_values) ** 2) * mask).sum() / mask.sum()
+            actor_value_loss = masked_mean((batch.returns - actor_values) ** 2, batch.loss_mask)
             auxiliary_loss = auxiliary_loss + self.config.actor_value_coef * actor_value_loss
         distribution = self._get_action_dist_from_latent(latent_pi)
         if self.config.uniform_kl_coef > 0 and not isinstance(self.action_space, spaces.Box):
-            mask = batch.loss_mask.to(latent_pi.dtype)
-            uniform_kl = (kl_from_uniform(distribution) * mask).sum() / mask.sum()
+            uniform_kl = masked_mean(kl_from_uniform(distribution), batch.loss_mask)
             auxiliary_loss = auxiliary_loss + self.config.uniform_kl_coef * uniform_kl
         values = self.value_net(latent_vf).flatten()
         actions = batch.actions
@@ -421,6 +419,12 @@ class ScaleGradient(th.autograd.Function):
     def backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor, None]:
         (scale,) = ctx.saved_tensors
         return grad * scale, None
+
+
+def masked_mean(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """The mean of ``values`` over the steps where ``mask`` is true, with no data-dependent shape (it compiles)."""
+    weights = mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum()
 
 
 def kl_from_uniform(distribution: Distribution) -> th.Tensor:
