@@ -55,6 +55,9 @@ VARIANTS: dict[str, dict] = {
     "d_model_128_uniform_kl_0003": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.003}},
     "d_model_128_uniform_kl_001": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.01}},
     "d_model_128_uniform_kl_003": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.03}},
+    "d_model_128_uniform_kl_001_previous_action": {
+        "policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.01, "previous_action": True}
+    },
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
@@ -81,6 +84,15 @@ TASKS: dict[str, dict] = {
         "policy_kwargs": {"segment_len": 16},
     },
     "cartpole": {"env_id": "CartPole-v1", "env_kwargs": {}, "steps": 100_000, "policy_kwargs": {}},
+    # the slow check's: velocities inferred from positions, observations in a VecNormalize (reward 450 or more)
+    "cartpole_novel": {
+        "env_id": "CartPoleNoVel-v1",
+        "registered_by": "rl_zoo3.import_envs",
+        "env_kwargs": {},
+        "steps": 50_000,
+        "policy_kwargs": {},
+        "vec_normalize": True,
+    },
     # the zero-shot horizon (the slow check's): trained on corridors drawn from 1..30, asked at corridor 300
     "horizon300": {
         "env_id": "SampledTMaze-v0",
@@ -96,11 +108,14 @@ TASKS: dict[str, dict] = {
 def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, probes: tuple = ()) -> dict:
     """Train and evaluate one job; ``log_folder``: also write SB3's logger rows (one per update) there as CSV;
     ``probes``: further SB3 callbacks for the training (e.g. ones that log more per update)."""
+    import importlib
+
     import numpy as np
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.vec_env import VecNormalize
 
     from sb3_elmur import PPOELMUR, evaluate_success
 
@@ -119,7 +134,11 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, p
                 self.reached = self.num_timesteps
             return True
 
+    if "registered_by" in spec:
+        importlib.import_module(spec["registered_by"])
     env = make_vec_env(spec["env_id"], n_envs=8, env_kwargs=spec["env_kwargs"], seed=seed)
+    if spec.get("vec_normalize"):
+        env = VecNormalize(env)
     model = PPOELMUR("ElmurPolicy", env, policy_kwargs=policy_kwargs, seed=seed, **changes)
     if log_folder is not None:
         model.set_logger(configure(log_folder, ["csv"]))
@@ -134,6 +153,9 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, p
         env_kwargs=spec.get("eval_env_kwargs", spec["env_kwargs"]),
         seed=seed + 1000,
     )
+    if spec.get("vec_normalize"):  # the training statistics, frozen; returns unnormalised
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = env.obs_rms.copy()
     success, mean_return = evaluate_success(model, eval_env, 100)
     return dict(
         variant=variant,

@@ -138,6 +138,16 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
         return dict(super()._get_constructor_parameters(), **dataclasses.asdict(self.config))
 
     @property
+    def pulls_towards_uniform(self) -> bool:
+        """Whether the loss has the KL-from-uniform term (``uniform_kl_coef > 0``, discrete actions only)."""
+        return self.config.uniform_kl_coef > 0 and not isinstance(self.action_space, spaces.Box)
+
+    @property
+    def has_auxiliary_loss(self) -> bool:
+        """Whether :meth:`evaluate_sequences` adds any auxiliary term (reconstruction, actor value, KL from uniform)."""
+        return self.reconstruction is not None or self.actor_value_net is not None or self.pulls_towards_uniform
+
+    @property
     def previous_action_dim(self) -> int:
         """Size of an encoded action in the tokens' input (0 without ``previous_action``)."""
         return get_flattened_obs_dim(self.action_space) if self.config.previous_action else 0
@@ -332,7 +342,7 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             actor_value_loss = masked_mean((batch.returns - actor_values) ** 2, batch.loss_mask)
             auxiliary_loss = auxiliary_loss + self.config.actor_value_coef * actor_value_loss
         distribution = self._get_action_dist_from_latent(latent_pi)
-        if self.config.uniform_kl_coef > 0 and not isinstance(self.action_space, spaces.Box):
+        if self.pulls_towards_uniform:
             uniform_kl = masked_mean(kl_from_uniform(distribution), batch.loss_mask)
             auxiliary_loss = auxiliary_loss + self.config.uniform_kl_coef * uniform_kl
         values = self.value_net(latent_vf).flatten()

@@ -425,8 +425,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
         self.logger.record("train/clip_fraction", np.mean(clip_fractions))
         self.logger.record("train/loss", terms.loss.item())
-        policy = self.policy
-        if policy.reconstruction is not None or policy.actor_value_net is not None or policy.config.uniform_kl_coef > 0:
+        if self.policy.has_auxiliary_loss:
             self.logger.record("train/auxiliary_loss", np.mean(auxiliary_losses))
         self.logger.record("train/explained_variance", explained_var)
         self._record_memory(update_norms)

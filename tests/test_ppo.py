@@ -266,6 +266,7 @@ def test_uniform_kl_term_changes_nothing_for_continuous_actions():
             policy_kwargs=dict(TINY, uniform_kl_coef=coef),
         )  # fmt: skip
         model.learn(60)
+        assert not model.policy.has_auxiliary_loss and "train/auxiliary_loss" not in model.logger.name_to_value
         return model.policy.state_dict()
 
     with_term, without = trained(0.5), trained(0.0)
