@@ -28,7 +28,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from benchmarks import ablation, harness
-from sb3_elmur.envs import DOWN, MOVE_ON, UP
+from sb3_elmur.envs import DOWN, MOVE_ON, UP, TMaze
 
 RESULTS = harness.RESULTS / "training_trace"
 COLUMNS = {
@@ -90,10 +90,13 @@ class JunctionProbe(BaseCallback):
 
     def __init__(self, corridor_length: int):
         super().__init__()
-        steps = corridor_length + 1
-        self.observations = np.zeros((steps, 2, 3), dtype=np.float32)  # (step, episode, obs)
-        self.observations[0, 0, UP - 1] = self.observations[0, 1, DOWN - 1] = 1.0
-        self.observations[-1, :, 2] = 1.0  # the junction flag
+        episodes = []
+        for cue in (UP, DOWN):
+            env = TMaze(corridor_length)
+            observations = [env.reset(options={"cue": cue})[0]]
+            observations += [env.step(MOVE_ON)[0] for _ in range(corridor_length)]
+            episodes.append(observations)
+        self.observations = np.stack(episodes, axis=1)  # (step, episode, obs): start to junction, both cues
 
     def _on_step(self) -> bool:
         return True

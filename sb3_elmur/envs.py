@@ -18,7 +18,7 @@ class TMaze(gym.Env):
     ``1 / corridor_length``; at the junction, up/down end the episode with reward 1 if they match the cue
     (``info["is_success"] = True``) and 0 otherwise. The episode is truncated after ``corridor_length + 1`` steps,
     so the optimal policy moves on ``corridor_length`` times and then turns to the cue: it must hold the cue for
-    ``corridor_length`` steps.
+    ``corridor_length`` steps. The cue is drawn at each reset; ``reset(options={"cue": UP})`` (or ``DOWN``) sets it.
 
     :param corridor_length: steps from the start to the junction
     :param last_step_terminates: end the episode at the time limit as terminated instead of truncated: the limit is
@@ -51,7 +51,10 @@ class TMaze(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._position, self._steps = 0, 0
-        self._cue = int(self.np_random.choice([UP, DOWN]))
+        cue = (options or {}).get("cue")
+        if cue is not None and cue not in (UP, DOWN):
+            raise ValueError(f"the cue must be UP ({UP}) or DOWN ({DOWN}), got {cue!r}")
+        self._cue = int(self.np_random.choice([UP, DOWN]) if cue is None else cue)
         return self._observation(), {}
 
     def step(self, action: int):

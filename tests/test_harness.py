@@ -10,7 +10,7 @@ import pytest
 import sb3_elmur
 from benchmarks import harness, recall_by_position, tmaze_horizon
 from sb3_elmur import SampledTMaze
-from sb3_elmur.envs import MOVE_ON
+from sb3_elmur.envs import DOWN, MOVE_ON, UP, TMaze
 from sb3_elmur.model import ElmurConfig
 
 TINY = dict(
@@ -262,6 +262,19 @@ def test_sampled_tmaze():
         env.reset(seed=seed)
         lengths.add(env.corridor_length)
     assert lengths == {2, 3, 4, 5}
+
+
+def test_tmaze_cue_option():
+    """``reset(options={"cue": ...})`` sets the cue the first observation shows and the turn that succeeds."""
+    env = TMaze(corridor_length=2)
+    for cue in (UP, DOWN):
+        obs, _ = env.reset(seed=0, options={"cue": cue})
+        assert obs.tolist() == [float(cue == UP), float(cue == DOWN), 0.0]
+        assert env.step(MOVE_ON)[0].tolist() == [0.0, 0.0, 0.0]
+        assert env.step(MOVE_ON)[0].tolist() == [0.0, 0.0, 1.0]
+        assert env.step(cue)[1:] == (1.0, True, False, {"is_success": True})
+    with pytest.raises(ValueError, match="cue must be UP"):
+        env.reset(options={"cue": MOVE_ON})
 
 
 @pytest.mark.parametrize("last_step_terminates", [False, True])
