@@ -55,9 +55,9 @@ VARIANTS: dict[str, dict] = {
     "d_model_128_uniform_kl_0003": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.003}},
     "d_model_128_uniform_kl_001": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.01}},
     "d_model_128_uniform_kl_003": {"policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.03}},
-    "d_model_128_uniform_kl_001_previous_action": {
-        "policy_kwargs": {"d_model": 128, "uniform_kl_coef": 0.01, "previous_action": True}
-    },
+    "uniform_kl_0003": {"policy_kwargs": {"uniform_kl_coef": 0.003}},
+    "uniform_kl_001": {"policy_kwargs": {"uniform_kl_coef": 0.01}},
+    "critic_share_02_uniform_kl_0003": {"critic_share": 0.2, "policy_kwargs": {"uniform_kl_coef": 0.003}},
     "critic_share_02_uniform_kl_001": {"critic_share": 0.2, "policy_kwargs": {"uniform_kl_coef": 0.01}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
