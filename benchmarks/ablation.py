@@ -88,7 +88,6 @@ TASKS: dict[str, dict] = {
     # the slow check's: velocities inferred from positions, observations in a VecNormalize (reward 450 or more)
     "cartpole_novel": {
         "env_id": "CartPoleNoVel-v1",
-        "registered_by": "rl_zoo3.import_envs",
         "env_kwargs": {},
         "steps": 50_000,
         "policy_kwargs": {},
@@ -109,14 +108,11 @@ TASKS: dict[str, dict] = {
 def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, probes: tuple = ()) -> dict:
     """Train and evaluate one job; ``log_folder``: also write SB3's logger rows (one per update) there as CSV;
     ``probes``: further SB3 callbacks for the training (e.g. ones that log more per update)."""
-    import importlib
-
     import numpy as np
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
     from sb3_elmur import PPOELMUR, evaluate_success
 
@@ -135,9 +131,7 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, p
                 self.reached = self.num_timesteps
             return True
 
-    if "registered_by" in spec:
-        importlib.import_module(spec["registered_by"])
-    env = make_vec_env(spec["env_id"], n_envs=8, env_kwargs=spec["env_kwargs"], seed=seed)
+    env = harness.make_env(spec["env_id"], 8, spec["env_kwargs"], (), seed)
     if spec.get("vec_normalize"):
         env = VecNormalize(env)
     model = PPOELMUR("ElmurPolicy", env, policy_kwargs=policy_kwargs, seed=seed, **changes)
@@ -148,15 +142,12 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, p
     model.learn(spec["steps"], callback=[callback, *probes])
     wall = time.perf_counter() - start
 
-    eval_env = make_vec_env(
-        spec.get("eval_env_id", spec["env_id"]),
-        n_envs=8,
-        env_kwargs=spec.get("eval_env_kwargs", spec["env_kwargs"]),
-        seed=seed + 1000,
+    eval_env = harness.make_env(
+        spec.get("eval_env_id", spec["env_id"]), 8, spec.get("eval_env_kwargs", spec["env_kwargs"]), (), seed + 1000
     )
     if spec.get("vec_normalize"):  # the training statistics, frozen; returns unnormalised
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-        eval_env.obs_rms = env.obs_rms.copy()
+        sync_envs_normalization(env, eval_env)
     success, mean_return = evaluate_success(model, eval_env, 100)
     return dict(
         variant=variant,

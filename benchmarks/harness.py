@@ -486,7 +486,7 @@ def training_env(job: dict[str, Any], n_envs: int, hyperparameters: dict[str, An
 def evaluation_env(job: dict[str, Any], training_env=None):
     """Fresh envs for evaluation (seed + 1000); with ``normalize``, frozen observation statistics of the training env
     (or of the ``.pkl`` saved beside the model, passed as ``training_env``: a path)."""
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
     env = make_env(job["env_id"], job["n_envs"], job["env_kwargs"], job["wrappers"], job["seed"] + 1000)
     if not job.get("normalize"):
@@ -495,7 +495,7 @@ def evaluation_env(job: dict[str, Any], training_env=None):
         env = VecNormalize.load(str(training_env), env)
     else:
         env = VecNormalize(env)
-        env.obs_rms = training_env.obs_rms.copy()
+        sync_envs_normalization(training_env, env)
     env.training, env.norm_reward = False, False
     return env
 
