@@ -59,6 +59,10 @@ VARIANTS: dict[str, dict] = {
     "uniform_kl_001": {"policy_kwargs": {"uniform_kl_coef": 0.01}},
     "critic_share_02_uniform_kl_0003": {"critic_share": 0.2, "policy_kwargs": {"uniform_kl_coef": 0.003}},
     "critic_share_02_uniform_kl_001": {"critic_share": 0.2, "policy_kwargs": {"uniform_kl_coef": 0.01}},
+    "critic_share_02_uniform_kl_0003_previous_action": {
+        "critic_share": 0.2,
+        "policy_kwargs": {"uniform_kl_coef": 0.003, "previous_action": True},
+    },
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
