@@ -58,6 +58,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 
 from sb3_elmur import SampledTMaze, SuccessOnPositiveReward, evaluate_success  # noqa: F401  (also registers PassiveTMaze-v0, SampledTMaze-v0)
 from sb3_elmur.model import ElmurConfig, retention_horizon
+from sb3_elmur.ppo_elmur import DEFAULT_CRITIC_SHARE, EARLIER_CRITIC_SHARE, EARLIER_DEFAULTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHECKPOINT_EVERY = 100_000  # env steps between a running job's checkpoints (an interrupted job resumes from the last)
@@ -90,12 +91,14 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # back to revision 2's. 5 and 6 (tried in one session, no job cached): the critic trunk and a value branch on the
 # actor's trunk shaped as the critic's at actor_value_coef=0.1 (5), and with the actor's and critic's gradients
 # clipped apart (6); 5 lost the T-Maze within one segment (3 seeds of 4), 6 the T-Maze at corridor 30 (seed 0). So
-# today's code learns as revision 2 did (the value branch is an option; the revision-2 ablations that set it ran it).
-CODE_REVISION = 2  # what today's code learns
+# the defaults went on learning as revision 2 did (the value branch is an option; the revision-2 ablations that set it
+# ran it). 7: revision 2's code with a floor of 0.2 on the critic's share of the trunk's gradient (critic_share) and a
+# pull of 0.003 towards the uniform policy for discrete actions (uniform_kl_coef) by default.
+CODE_REVISION = 7  # what today's code learns
 PPO_ELMUR_REVISION = CODE_REVISION  # the revision of the jobs a command makes or reads (``--ppo-elmur-revision``)
 # Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
 # set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
-SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3]}
+SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3], 7: [2]}
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------
@@ -439,6 +442,8 @@ def resolved_configuration(job: dict[str, Any], defaults_only: bool = False) -> 
         elmur_fields = {f.name for f in dataclasses.fields(ElmurConfig)}
         config = ElmurConfig(**{k: v for k, v in policy.items() if k in elmur_fields})
         policy.update(dataclasses.asdict(config))
+        if settings["critic_share"] is None:  # as PPOELMUR resolves it
+            settings["critic_share"] = 0.0 if config.separate_critic_trunk else DEFAULT_CRITIC_SHARE
     settings["policy"], settings["policy_kwargs"] = name, policy
     return _describe(settings)
 
@@ -768,12 +773,10 @@ def equivalent_result(job: dict[str, Any], results: Path = RESULTS) -> tuple[Pat
 
 def with_earlier_defaults(configuration: dict[str, Any]) -> dict[str, Any]:
     """A recorded PPOELMUR configuration with the ELMUR knobs it lacks at the values they had before they were
-    recorded (``sb3_elmur.ppo_elmur.EARLIER_DEFAULTS``), not at today's defaults: a knob whose default changed since
-    is then compared as it was."""
-    from sb3_elmur.ppo_elmur import EARLIER_DEFAULTS
-
+    recorded (``sb3_elmur.ppo_elmur.EARLIER_DEFAULTS``, ``EARLIER_CRITIC_SHARE``), not at today's defaults: a knob
+    whose default changed since is then compared as it was."""
     policy = {**EARLIER_DEFAULTS, **configuration["policy_kwargs"]}
-    return {**configuration, "policy_kwargs": policy}
+    return {"critic_share": EARLIER_CRITIC_SHARE, **configuration, "policy_kwargs": policy}
 
 
 def adopt(job: dict[str, Any], name: str, source: Path, result: dict, results: Path = RESULTS) -> dict:

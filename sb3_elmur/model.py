@@ -89,7 +89,7 @@ class ElmurConfig:
     actor_value_coef: float = 0.0
     features_skip: bool = True
     reconstruction_coef: float = 0.0
-    uniform_kl_coef: float = 0.0
+    uniform_kl_coef: float = 0.003
     episode_clock: bool = False
     previous_action: bool = False
 

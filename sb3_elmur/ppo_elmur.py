@@ -34,13 +34,21 @@ from sb3_elmur.policies import (
 
 # ELMUR knobs whose default changed or that were added after checkpoints were first saved without them: a checkpoint
 # whose policy_kwargs lack one was trained with this value
-EARLIER_DEFAULTS: dict[str, Any] = {"sliding_window": False, "separate_critic_trunk": False, "actor_value_coef": 0.0}
+EARLIER_DEFAULTS: dict[str, Any] = {
+    "sliding_window": False,
+    "separate_critic_trunk": False,
+    "actor_value_coef": 0.0,
+    "uniform_kl_coef": 0.0,
+}
+# the critic's share of a checkpoint saved before ``critic_share`` was on by default (or existed) names none: it was off
+EARLIER_CRITIC_SHARE = 0.0
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 SelfPPOELMUR = TypeVar("SelfPPOELMUR", bound="PPOELMUR")
 # the default learning rate: 3e-4 at the start of ``learn``, decaying linearly to 0 at its end
 LINEAR_DECAY_3E_4 = LinearSchedule(3e-4, 0.0, 1.0)
 
 
+DEFAULT_CRITIC_SHARE = 0.2  # critic_share's value with one trunk for actor and critic, unless given
 MAX_CRITIC_GRADIENT_SCALE = 1e4  # the most that critic_share multiplies the critic's gradient into the trunk by
 
 
@@ -85,12 +93,13 @@ class PPOELMUR(OnPolicyAlgorithm):
         the returns of every rollout so far), so that the critic's share of the gradient through the trunk it shares
         with the actor does not depend on the scale of the rewards
     :param critic_share: with one trunk for actor and critic (no ``separate_critic_trunk``), the least share of the
-        gradient into that trunk that the value term sends, as a fraction of the policy term's (0 = off). Before each
-        update the norms of the two terms' gradients into the trunk are measured on one minibatch; where the value
-        term's is below ``critic_share`` times the policy term's, the gradient that the critic sends back into the
-        trunk (and the shared features) is scaled up to that for the update, never down (the critic's own layers
-        keep their gradient; at most by ``MAX_CRITIC_GRADIENT_SCALE``). Logged: ``train/critic_share`` (as measured)
-        and ``train/critic_gradient_scale``
+        gradient into that trunk that the value term sends, as a fraction of the policy term's (0 = off; None:
+        ``DEFAULT_CRITIC_SHARE`` with one trunk, off with ``separate_critic_trunk``, which has no shared trunk).
+        Before each update the norms of the two terms' gradients into the trunk are measured on one minibatch; where
+        the value term's is below ``critic_share`` times the policy term's, the gradient that the critic sends back
+        into the trunk (and the shared features) is scaled up to that for the update, never down (the critic's own
+        layers keep their gradient; at most by ``MAX_CRITIC_GRADIENT_SCALE``). Logged: ``train/critic_share`` (as
+        measured) and ``train/critic_gradient_scale``
     :param compile_update: run the update's minibatch forward and backward passes through ``torch.compile``: the same
         computation up to floating-point rounding, faster once compiled, but each new minibatch shape first compiles
         (a minute or more on a small CPU; cached on disk by torch for later processes). Worth it for long runs; needs
@@ -132,7 +141,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         max_grad_norm: float = 0.5,
         sequence_segments: int = 4,
         normalize_value_loss: bool = False,
-        critic_share: float = 0.0,
+        critic_share: float | None = None,
         compile_update: bool = False,
         compile_acting: bool = False,
         use_sde: bool = False,
@@ -195,7 +204,7 @@ class PPOELMUR(OnPolicyAlgorithm):
     def _setup_model(self) -> None:
         if self.sequence_segments < 1:
             raise ValueError(f"sequence_segments must be >= 1, got {self.sequence_segments}")
-        if self.critic_share < 0:
+        if self.critic_share is not None and self.critic_share < 0:
             raise ValueError(f"critic_share must be >= 0, got {self.critic_share}")
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
@@ -205,7 +214,10 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.policy = self.policy.to(self.device)
         if not isinstance(self.policy, ElmurActorCriticPolicy):
             raise ValueError("Policy must subclass ElmurActorCriticPolicy")
-        if self.critic_share > 0 and self.policy.config.separate_critic_trunk:
+        separate = self.policy.config.separate_critic_trunk
+        if self.critic_share is None:
+            self.critic_share = 0.0 if separate else DEFAULT_CRITIC_SHARE
+        elif self.critic_share > 0 and separate:
             raise ValueError("critic_share is for a trunk shared by actor and critic: not with separate_critic_trunk")
         # every ELMUR knob in the saved policy_kwargs, so a checkpoint keeps its model when a default changes
         self.policy_kwargs = {**self.policy_kwargs, **dataclasses.asdict(self.policy.config)}
@@ -383,7 +395,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         )
         if self.normalize_value_loss:
             self.returns_rms.update(self.rollout_buffer.returns.flatten())
-        if self.critic_share > 0:
+        if self.critic_share:
             self._set_critic_gradient_scale(clip_range, clip_range_vf)
         entropy_losses, pg_losses, value_losses, clip_fractions, auxiliary_losses = [], [], [], [], []
         continue_training = True
@@ -448,7 +460,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         trunk = list(self.policy.trunks[0].parameters())
         policy_norm, value_norm = (gradient_norm(term, trunk) for term in (terms.policy_loss, value_term))
         share = value_norm / max(policy_norm, 1e-12)
-        scale = min(max(1.0, self.critic_share / max(share, 1e-12)), MAX_CRITIC_GRADIENT_SCALE)
+        floor = self.critic_share or 0.0  # resolved by _setup_model
+        scale = min(max(1.0, floor / max(share, 1e-12)), MAX_CRITIC_GRADIENT_SCALE)
         self.policy.critic_gradient_scale.fill_(scale)
         self.logger.record("train/critic_share", share)
         self.logger.record("train/critic_gradient_scale", scale)
@@ -526,21 +539,23 @@ class PPOELMUR(OnPolicyAlgorithm):
     ) -> SelfPPOELMUR:
         """Load a model saved by :meth:`save` (arguments as SB3's ``load``); a corrupt file raises ValueError.
 
-        A checkpoint whose policy_kwargs do not name a knob added or changed since (``sliding_window``,
-        ``separate_critic_trunk``, ``actor_value_coef``) loads with that knob's value of the time, the model it was
-        trained as.
+        A checkpoint whose policy_kwargs do not name a knob added or changed since (``EARLIER_DEFAULTS``) loads with
+        that knob's value of the time, the model it was trained as; one that does not name ``critic_share`` goes on
+        training with it off (``EARLIER_CRITIC_SHARE``), as it was trained.
         """
         path = checkpoint_path(path)
         check_checkpoint(path)
         custom_objects = dict(custom_objects or {})
+        with zipfile.ZipFile(path) as archive:
+            data = json_to_data(archive.read("data").decode(), custom_objects=custom_objects)
+        if isinstance(path, io.BufferedIOBase):
+            path.seek(0)
         if "policy_kwargs" not in custom_objects:
-            with zipfile.ZipFile(path) as archive:
-                data = json_to_data(archive.read("data").decode(), custom_objects=custom_objects)
-            if isinstance(path, io.BufferedIOBase):
-                path.seek(0)
             saved = data.get("policy_kwargs") or {}
             if missing := {k: v for k, v in EARLIER_DEFAULTS.items() if k not in saved}:
                 custom_objects["policy_kwargs"] = {**saved, **missing}
+        if "critic_share" not in data and "critic_share" not in kwargs:
+            kwargs["critic_share"] = EARLIER_CRITIC_SHARE
         return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:

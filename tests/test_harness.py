@@ -378,6 +378,12 @@ def test_a_job_of_an_other_revision_with_the_same_code_and_configuration_is_adop
         {**first, "job": {**then, "seed": 1}},
         # recorded before sliding_window existed: it ran with the value of that time (off), not today's default
         {**first, "job": then, "configuration": {**first["configuration"], "policy_kwargs": without_window}},
+        # recorded before critic_share existed: it ran without the floor, not with today's default
+        {
+            **first,
+            "job": then,
+            "configuration": {k: v for k, v in first["configuration"].items() if k != "critic_share"},
+        },
     ]:
         harness.write_json(source, other)
         with pytest.raises(AssertionError, match="the job ran"):

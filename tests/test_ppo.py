@@ -15,7 +15,7 @@ from torch.distributions import kl_divergence
 
 from sb3_elmur import PPOELMUR, TMaze, evaluate_success
 from sb3_elmur.policies import kl_from_uniform
-from sb3_elmur.ppo_elmur import MAX_CRITIC_GRADIENT_SCALE
+from sb3_elmur.ppo_elmur import DEFAULT_CRITIC_SHARE, EARLIER_CRITIC_SHARE, MAX_CRITIC_GRADIENT_SCALE
 from tests.conftest import DictTMaze
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
@@ -383,7 +383,8 @@ def test_previous_action_is_carried_by_the_state_and_read_by_the_next_step():
 
 def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
     """Saved policy_kwargs name every ELMUR knob; a checkpoint from before sliding_window was on by default (its
-    policy_kwargs do not name it, nor the knobs added later) loads with it off, as it was trained."""
+    policy_kwargs do not name it, nor the knobs added later, nor critic_share) loads with it off, as it was trained,
+    and with the later defaults of uniform_kl_coef and critic_share off."""
     import json
     import zipfile
 
@@ -391,21 +392,25 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
     assert model.policy_kwargs["sliding_window"] is True and model.policy_kwargs["segment_len"] == SEGMENT
     assert model.policy_kwargs["separate_critic_trunk"] is False and model.policy_kwargs["actor_value_coef"] == 0.0
     model.save(tmp_path / "new.zip")
-    assert PPOELMUR.load(tmp_path / "new.zip").policy.config == model.policy.config
+    new = PPOELMUR.load(tmp_path / "new.zip")
+    assert new.policy.config == model.policy.config and new.critic_share == model.critic_share == DEFAULT_CRITIC_SHARE
 
-    old = make_model(sliding_window=False, separate_critic_trunk=False, actor_value_coef=0.0)  # revision 1's model
+    # revision 1's model
+    old = make_model(sliding_window=False, separate_critic_trunk=False, actor_value_coef=0.0, uniform_kl_coef=0.0)
     old.save(tmp_path / "old.zip")
     with zipfile.ZipFile(tmp_path / "old.zip") as archive:  # as saved before the knob existed
         members = {name: archive.read(name) for name in archive.namelist()}
     data = json.loads(members["data"])
     data["policy_kwargs"] = {"segment_len": SEGMENT, "d_model": 16, "n_layers": 2, "n_heads": 2, "memory_size": 2}
+    del data["critic_share"]
     members["data"] = json.dumps(data).encode()
     with zipfile.ZipFile(tmp_path / "old.zip", "w") as archive:
         for name, content in members.items():
             archive.writestr(name, content)
     loaded = PPOELMUR.load(tmp_path / "old.zip")
     assert loaded.policy.config.sliding_window is False and loaded.policy.config.separate_critic_trunk is False
-    assert loaded.policy.config.actor_value_coef == 0.0
+    assert loaded.policy.config.actor_value_coef == 0.0 and loaded.policy.config.uniform_kl_coef == 0.0
+    assert loaded.critic_share == EARLIER_CRITIC_SHARE
     obs = np.zeros((1, *old.observation_space.shape), dtype=np.float32)
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], old.predict(obs, deterministic=True)[0])
 
@@ -469,6 +474,9 @@ def test_critic_share_scales_the_critics_gradient_into_the_trunk_only():
 
 def test_critic_share_needs_a_shared_trunk():
     env = make_vec_env(TMaze, n_envs=2, seed=1)
+    assert PPOELMUR("ElmurPolicy", env, policy_kwargs=TINY).critic_share == DEFAULT_CRITIC_SHARE
+    separate = PPOELMUR("ElmurPolicy", env, policy_kwargs=dict(TINY, separate_critic_trunk=True))
+    assert separate.critic_share == 0.0  # no shared trunk: off unless given
     with pytest.raises(ValueError, match="critic_share must be >= 0"):
         PPOELMUR("ElmurPolicy", env, critic_share=-0.1)
     with pytest.raises(ValueError, match="not with separate_critic_trunk"):
