@@ -121,7 +121,11 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, p
     from sb3_elmur import PPOELMUR, evaluate_success
 
     torch.set_num_threads(1)
-    spec, changes = TASKS[task], harness.schedules(VARIANTS[variant])  # "lin_X" as in the harness
+    spec = TASKS[task]
+    # "lin_X" as in the harness; a job of an earlier revision with today's code runs with that revision's defaults
+    changes = harness.schedules(
+        harness.merge_settings(harness.revision_settings(harness.PPO_ELMUR_REVISION), VARIANTS[variant])
+    )
     policy_kwargs = {**spec["policy_kwargs"], **changes.pop("policy_kwargs", {})}
 
     class StepsToThreshold(BaseCallback):

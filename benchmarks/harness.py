@@ -99,6 +99,10 @@ PPO_ELMUR_REVISION = CODE_REVISION  # the revision of the jobs a command makes o
 # Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
 # set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
 SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3], 7: [2]}
+# The defaults of the revisions in SAME_CODE_REVISIONS[CODE_REVISION], where they differ from today's: today's code
+# runs a job of such a revision with them set (under the job's own settings), as that revision ran it, so
+# ``--ppo-elmur-revision 2`` still extends or resumes revision 2's tables.
+REVISION_DEFAULTS: dict[int, dict[str, Any]] = {2: {"critic_share": 0.0, "policy_kwargs": {"uniform_kl_coef": 0.0}}}
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------
@@ -329,18 +333,35 @@ def schedules(hyperparameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_hyperparameters(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The constructor arguments of the job's algorithm (preset, then the job's own on top) and ignored zoo keys."""
-    _, _, preset = ALGORITHMS[job["algorithm"]]
+    """The constructor arguments of the job's algorithm (its revision's defaults where they differ from today's, the
+    preset, then the job's own on top) and ignored zoo keys."""
+    library, _, preset = ALGORITHMS[job["algorithm"]]
     ignored: dict[str, Any] = {}
     if job["algorithm"] == "ppo_elmur_zoo":
         preset, ignored = zoo_hyperparameters(job["env_id"])
     if job["algorithm"] == "recurrent_ppo_zoo":
         preset, ignored = recurrent_ppo_zoo_hyperparameters(job["env_id"])
-    merged = {**preset, **job["hyperparameters"]}
-    policy_kwargs = {**preset.get("policy_kwargs", {}), **job["hyperparameters"].get("policy_kwargs", {})}
-    if policy_kwargs:
+    if library == "ppo_elmur":
+        preset = merge_settings(REVISION_DEFAULTS.get(job.get("ppo_elmur_revision", 1), {}), preset)
+    return schedules(merge_settings(preset, job["hyperparameters"])), ignored
+
+
+def revision_settings(revision: int) -> dict[str, Any]:
+    """What today's code must be given to learn as PPOELMUR of ``revision`` did ({} for today's); ValueError for a
+    revision whose code was not today's."""
+    if revision == CODE_REVISION:
+        return {}
+    if revision not in REVISION_DEFAULTS:
+        raise ValueError(f"today's code learns as revision {CODE_REVISION}; it cannot run a job of revision {revision}")
+    return REVISION_DEFAULTS[revision]
+
+
+def merge_settings(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments ``top`` over ``base``, their ``policy_kwargs`` merged the same way."""
+    merged = {**base, **top}
+    if policy_kwargs := {**base.get("policy_kwargs", {}), **top.get("policy_kwargs", {})}:
         merged["policy_kwargs"] = policy_kwargs
-    return schedules(merged), ignored
+    return merged
 
 
 def algorithm_class(library: str):
@@ -809,9 +830,9 @@ def cached_job(
     (JSON and model zip under ``results/name/``)."""
     if (result := cached_result(job, name, results)) is not None:
         return result
-    if other_revision(job):
+    if other_revision(job) and job.get("ppo_elmur_revision", 1) not in REVISION_DEFAULTS:
         raise ValueError(
-            f"{job_stem(job)} is a job of revision {job['ppo_elmur_revision']}, not in the cache: "
+            f"{job_stem(job)} is a job of revision {job.get('ppo_elmur_revision', 1)}, not in the cache: "
             f"today's code learns as revision {CODE_REVISION}, so it cannot run it"
         )
     if (found := equivalent_result(job, results)) is not None:

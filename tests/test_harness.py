@@ -417,6 +417,28 @@ def test_a_job_of_an_other_revision_is_read_as_recorded_and_never_run(tiny_run, 
         harness.cached_result(job, "tiny", tmp_path)
 
 
+def test_a_job_of_an_earlier_revision_with_todays_code_runs_with_that_revisions_defaults(tiny_run, monkeypatch):
+    """``--ppo-elmur-revision 2`` extends revision 2's tables: today's code, given the defaults that revision had
+    where they differ from today's, under the job's own settings (which win)."""
+    job, first, _ = tiny_run
+    (earlier,) = harness.SAME_CODE_REVISIONS[harness.CODE_REVISION]
+    then = harness.REVISION_DEFAULTS[earlier]
+    assert then
+    monkeypatch.setattr(harness, "PPO_ELMUR_REVISION", earlier)
+    settings = dict(TINY, policy_kwargs=dict(TINY["policy_kwargs"], uniform_kl_coef=0.5))
+    old = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3}, settings, eval_episodes=8)
+    configuration = harness.resolved_configuration(old)
+    for key, value in then.items():
+        if key != "policy_kwargs":
+            assert configuration[key] == value != first["configuration"][key]
+    for key, value in then.get("policy_kwargs", {}).items():
+        expected = 0.5 if key == "uniform_kl_coef" else value  # the job's own setting wins
+        assert configuration["policy_kwargs"][key] == expected
+    assert harness.resolved_configuration(job) == first["configuration"]  # today's jobs: today's defaults
+    with pytest.raises(ValueError, match="cannot run a job of revision 1"):
+        harness.revision_settings(1)
+
+
 def test_training_trace_prints_the_updates_around_the_largest_kl_after_learning(tmp_path, capsys):
     from benchmarks import training_trace
 
