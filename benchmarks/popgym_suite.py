@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         print("matplotlib is not installed: no plots (pip install matplotlib)")
         return
-    print(f"plot: {plot_suite(results, tasks, args.algorithms, args.results / name / 'popgym.png')}")
+    revision = harness.PPO_ELMUR_REVISION  # another revision's table draws a plot of its own
+    plot = "popgym.png" if revision == harness.CODE_REVISION else f"popgym_r{revision}.png"
+    print(f"plot: {plot_suite(results, tasks, args.algorithms, args.results / name / plot)}")
 
 
 if __name__ == "__main__":
