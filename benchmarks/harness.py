@@ -58,7 +58,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 
 from sb3_elmur import SampledTMaze, SuccessOnPositiveReward, evaluate_success  # noqa: F401  (also registers PassiveTMaze-v0, SampledTMaze-v0)
 from sb3_elmur.model import ElmurConfig, retention_horizon
-from sb3_elmur.ppo_elmur import DEFAULT_CRITIC_SHARE, EARLIER_CRITIC_SHARE, EARLIER_DEFAULTS
+from sb3_elmur.ppo_elmur import EARLIER_CRITIC_SHARE, EARLIER_DEFAULTS, resolve_critic_share
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHECKPOINT_EVERY = 100_000  # env steps between a running job's checkpoints (an interrupted job resumes from the last)
@@ -463,8 +463,7 @@ def resolved_configuration(job: dict[str, Any], defaults_only: bool = False) -> 
         elmur_fields = {f.name for f in dataclasses.fields(ElmurConfig)}
         config = ElmurConfig(**{k: v for k, v in policy.items() if k in elmur_fields})
         policy.update(dataclasses.asdict(config))
-        if settings["critic_share"] is None:  # as PPOELMUR resolves it
-            settings["critic_share"] = 0.0 if config.separate_critic_trunk else DEFAULT_CRITIC_SHARE
+        settings["critic_share"] = resolve_critic_share(settings["critic_share"], config.separate_critic_trunk)
     settings["policy"], settings["policy_kwargs"] = name, policy
     return _describe(settings)
 

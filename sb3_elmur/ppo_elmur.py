@@ -214,11 +214,7 @@ class PPOELMUR(OnPolicyAlgorithm):
         self.policy = self.policy.to(self.device)
         if not isinstance(self.policy, ElmurActorCriticPolicy):
             raise ValueError("Policy must subclass ElmurActorCriticPolicy")
-        separate = self.policy.config.separate_critic_trunk
-        if self.critic_share is None:
-            self.critic_share = 0.0 if separate else DEFAULT_CRITIC_SHARE
-        elif self.critic_share > 0 and separate:
-            raise ValueError("critic_share is for a trunk shared by actor and critic: not with separate_critic_trunk")
+        self.critic_share = resolve_critic_share(self.critic_share, self.policy.config.separate_critic_trunk)
         # every ELMUR knob in the saved policy_kwargs, so a checkpoint keeps its model when a default changes
         self.policy_kwargs = {**self.policy_kwargs, **dataclasses.asdict(self.policy.config)}
         self._evaluate_sequences = self.policy.evaluate_sequences
@@ -560,6 +556,16 @@ class PPOELMUR(OnPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_state", "_rollout_write_sizes", "_evaluate_sequences"]
+
+
+def resolve_critic_share(critic_share: float | None, separate_critic_trunk: bool) -> float:
+    """PPOELMUR's ``critic_share`` as it acts: None is ``DEFAULT_CRITIC_SHARE`` with one trunk for actor and critic
+    and off with ``separate_critic_trunk``; a floor given with ``separate_critic_trunk`` is a ValueError."""
+    if critic_share is None:
+        return 0.0 if separate_critic_trunk else DEFAULT_CRITIC_SHARE
+    if critic_share > 0 and separate_critic_trunk:
+        raise ValueError("critic_share is for a trunk shared by actor and critic: not with separate_critic_trunk")
+    return critic_share
 
 
 def checkpoint_path(path: str | pathlib.Path | io.BufferedIOBase) -> pathlib.Path | io.BufferedIOBase:
