@@ -342,7 +342,7 @@ def resolve_hyperparameters(job: dict[str, Any]) -> tuple[dict[str, Any], dict[s
     if job["algorithm"] == "recurrent_ppo_zoo":
         preset, ignored = recurrent_ppo_zoo_hyperparameters(job["env_id"])
     if library == "ppo_elmur":
-        preset = merge_settings(REVISION_DEFAULTS.get(job.get("ppo_elmur_revision", 1), {}), preset)
+        preset = merge_settings(revision_settings(job.get("ppo_elmur_revision", 1)), preset)
     return schedules(merge_settings(preset, job["hyperparameters"])), ignored
 
 
@@ -352,7 +352,10 @@ def revision_settings(revision: int) -> dict[str, Any]:
     if revision == CODE_REVISION:
         return {}
     if revision not in REVISION_DEFAULTS:
-        raise ValueError(f"today's code learns as revision {CODE_REVISION}; it cannot run a job of revision {revision}")
+        raise ValueError(
+            f"today's code learns as revision {CODE_REVISION}; it cannot run a job of revision {revision} (its cached "
+            "results still reprint)"
+        )
     return REVISION_DEFAULTS[revision]
 
 
@@ -829,11 +832,8 @@ def cached_job(
     (JSON and model zip under ``results/name/``)."""
     if (result := cached_result(job, name, results)) is not None:
         return result
-    if other_revision(job) and job.get("ppo_elmur_revision", 1) not in REVISION_DEFAULTS:
-        raise ValueError(
-            f"{job_stem(job)} is a job of revision {job.get('ppo_elmur_revision', 1)}, not in the cache: "
-            f"today's code learns as revision {CODE_REVISION}, so it cannot run it"
-        )
+    if other_revision(job):
+        revision_settings(job.get("ppo_elmur_revision", 1))  # a ValueError before anything runs
     if (found := equivalent_result(job, results)) is not None:
         return adopt(job, name, *found, results=results)
     json_path, model_path = job_paths(job, name, results)

@@ -405,7 +405,7 @@ def test_a_job_of_an_other_revision_is_read_as_recorded_and_never_run(tiny_run, 
     monkeypatch.setattr(harness, "PPO_ELMUR_REVISION", 4)  # --ppo-elmur-revision 4
     old = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3}, TINY, eval_episodes=8)
     assert old["ppo_elmur_revision"] == 4 and harness.other_revision(old) and not harness.other_revision(job)
-    message = f"revision 4, not in the cache: today's code learns as revision {harness.CODE_REVISION}"
+    message = f"today's code learns as revision {harness.CODE_REVISION}; it cannot run a job of revision 4"
     with pytest.raises(ValueError, match=message):
         harness.cached_job(old, "tiny", tmp_path)
     revision_4 = dict(first["configuration"]["policy_kwargs"], actor_value_coef=0.5)  # its defaults
