@@ -142,6 +142,32 @@ def suite_table(
     return "\n".join(lines)
 
 
+ALWAYS_SEEDED = ("AutoencodeEasy", "RepeatPreviousEasy", "CountRecallEasy")  # the tasks with reference levels
+
+
+def runs_to_do(results: list[dict], tasks: list[str], algorithms: list[str], seeds: list[int]) -> dict[str, dict]:
+    """The seed rule: the first of ``seeds`` for every algorithm on every task; the others for PPOELMUR and
+    RecurrentPPO where their first-seed results (deterministic) are :data:`LEAD` or more apart, and on
+    :data:`ALWAYS_SEEDED`. Returns ``{algorithm: {task: [seeds not cached]}}`` (tasks with none left out)."""
+    first = seeds[0]
+    elmur = next((a for a in algorithms if a.startswith("ppo_elmur")), None)
+    lstm = next((a for a in algorithms if a.startswith("recurrent_ppo")), None)
+    done = {(r["job"]["env_id"], r["job"]["algorithm"], r["job"]["seed"]): score(r, "eval") for r in results}
+    todo: dict[str, dict] = {a: {} for a in algorithms}
+    for task in tasks:
+        env_id = f"popgym-{task}-v0"
+        asked = {a: [first] for a in algorithms}
+        firsts = [done.get((env_id, a, first)) for a in (elmur, lstm)]
+        if elmur and lstm and None not in firsts:
+            if task in ALWAYS_SEEDED or abs(firsts[0] - firsts[1]) >= LEAD:
+                asked[elmur] = asked[lstm] = seeds
+        for a in algorithms:
+            missing = [s for s in asked[a] if (env_id, a, s) not in done]
+            if missing:
+                todo[a][task] = missing
+    return todo
+
+
 def plot_suite(results: list[dict], tasks: list[str], algorithms: list[str], path: Path) -> Path:
     """Per task a bar per algorithm: the mean over seeds, with each seed's result as a dot (the spread)."""
     plt = harness.pyplot()
@@ -201,6 +227,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nPOPGym Easy, {args.steps} steps per job, 8 envs, seeds {args.seeds}\n")
     for kind in SCORES:
         print(suite_table(results, tasks, args.algorithms, wrappers, len(args.seeds), kind), end="\n\n")
+    todo = runs_to_do(results, tasks, args.algorithms, args.seeds)
+    print(
+        "Still to run (the seed rule, see runs_to_do):"
+        if any(todo.values())
+        else "Every run the seed rule asks for is cached."
+    )
+    for algorithm, missing in todo.items():
+        if missing:
+            cells = ", ".join(f"{t.removesuffix('Easy')} ({', '.join(map(str, s))})" for t, s in missing.items())
+            print(f"- {algorithm}: {cells}")
+    print()
     try:
         harness.pyplot()
     except ImportError:

@@ -342,6 +342,32 @@ def test_popgym_suite_table_counts_leads_and_missing_seeds():
     assert "| AEasy | 0.500 (2) | 0.100 (1) | +0.400 |" in training and "sampled actions" in training
 
 
+def test_popgym_suite_seed_rule_asks_more_seeds_where_the_first_differ():
+    from benchmarks import popgym_suite
+
+    def result(task, algorithm, seed, score):
+        return dict(job=dict(env_id=f"popgym-{task}-v0", algorithm=algorithm, seed=seed), mean_return=score)
+
+    algorithms = ["ppo_elmur", "recurrent_ppo", "ppo"]
+    results = [
+        result("AEasy", "ppo_elmur", 0, 0.5),  # 0.1 apart: seeds 1 and 2 for both
+        result("AEasy", "recurrent_ppo", 0, 0.4),
+        result("AEasy", "recurrent_ppo", 2, 0.4),
+        result("AEasy", "ppo", 0, 0.0),
+        result("BEasy", "ppo_elmur", 0, 0.5),  # 0.04 apart: seed 0 is enough
+        result("BEasy", "recurrent_ppo", 0, 0.46),
+        result("AutoencodeEasy", "ppo_elmur", 0, 0.5),  # a reference task: seeded whatever seed 0 gives
+        result("AutoencodeEasy", "recurrent_ppo", 0, 0.5),
+        result("AutoencodeEasy", "ppo", 0, 0.5),
+    ]
+    todo = popgym_suite.runs_to_do(results, ["AEasy", "BEasy", "AutoencodeEasy"], algorithms, [0, 1, 2])
+    assert todo == {
+        "ppo_elmur": {"AEasy": [1, 2], "AutoencodeEasy": [1, 2]},
+        "recurrent_ppo": {"AEasy": [1], "AutoencodeEasy": [1, 2]},
+        "ppo": {"BEasy": [0]},
+    }
+
+
 def test_count_recall_timer_bound_is_the_hypergeometric_mode():
     bound = recall_by_position.count_recall_timer_bound(3)
     assert bound[0] == 1  # the one card dealt is the one in view
