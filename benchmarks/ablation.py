@@ -63,6 +63,7 @@ VARIANTS: dict[str, dict] = {
         "critic_share": 0.2,
         "policy_kwargs": {"uniform_kl_coef": 0.003, "previous_action": True},
     },
+    "segment_position": {"policy_kwargs": {"segment_position": True}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,

@@ -70,6 +70,10 @@ class ElmurConfig:
         then, and can be learned back
     :param episode_clock: add to each token a learned projection of :func:`episode_clock` features of its episode
         step, so the policy can tell how far into the episode it is beyond what its attention window shows
+    :param segment_position: add to each token a learned embedding of its position in its segment (the episode
+        step modulo ``segment_len``), as a transformer's position embedding over its block: every segment has the
+        same positions, so no step of a longer episode looks new, and within an episode's first segment the policy
+        knows the step
     :param previous_action: each step's token also sees the action taken at the step before (zeros at an episode's
         first step; one-hot for discrete actions), so the policy knows what it did, not only what it observed; the
         recurrent state carries that action from one step to the next
@@ -91,6 +95,7 @@ class ElmurConfig:
     reconstruction_coef: float = 0.0
     uniform_kl_coef: float = 0.003
     episode_clock: bool = False
+    segment_position: bool = False
     previous_action: bool = False
 
     def __post_init__(self) -> None:
@@ -315,6 +320,7 @@ class ElmurTransformer(nn.Module):
         self.action_dim = action_dim
         self.embed = nn.Linear(input_dim, config.d_model)
         self.clock = nn.Linear(2 * len(CLOCK_PERIODS), config.d_model) if config.episode_clock else None
+        self.position = nn.Embedding(config.segment_len, config.d_model) if config.segment_position else None
         self.layers = nn.ModuleList(ElmurLayer(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
         shape = (config.n_layers, config.memory_size, config.d_model)
@@ -506,7 +512,11 @@ class ElmurTransformer(nn.Module):
     def _tokens(self, features: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """Tokens (..., d) of the features (..., input_dim) at episode steps (...)."""
         x = self.embed(features)
-        return x if self.clock is None else x + self.clock(episode_clock(step).to(x.dtype))
+        if self.clock is not None:
+            x = x + self.clock(episode_clock(step).to(x.dtype))
+        if self.position is not None:
+            x = x + self.position(step % self.config.segment_len)
+        return x
 
     def _write(
         self, memory: torch.Tensor, anchors: torch.Tensor, outputs: torch.Tensor, steps: torch.Tensor

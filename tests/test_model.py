@@ -19,11 +19,14 @@ CONFIG = dict(
 
 
 def make_model(
-    norm_first: bool, memory_size: int, segment_len: int = 4, sliding_window: bool = True, episode_clock: bool = False
+    norm_first: bool, memory_size: int, segment_len: int = 4, sliding_window: bool = True, step_feature: str = ""
 ) -> ElmurTransformer:
+    """``step_feature``: "episode_clock" or "segment_position" to turn that option on."""
     torch.manual_seed(0)
     config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first)
-    model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window, episode_clock=episode_clock))
+    if step_feature:
+        config[step_feature] = True
+    model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window))
     with torch.no_grad():  # make every bias and the initial memory matter
         for name, p in model.named_parameters():
             if ("bias" in name and p.dim() == 2) or name == "initial_memory":
@@ -51,13 +54,13 @@ def fresh_start(model: ElmurTransformer, batch_size: int) -> SegmentStart:
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("memory_size", [1, 2, 8])  # fewer slots than segments (blends) and more (only replacements)
 @pytest.mark.parametrize("sliding_window", [True, False])
-@pytest.mark.parametrize("episode_clock", [False, True])
+@pytest.mark.parametrize("step_feature", ["", "episode_clock", "segment_position"])
 def test_step_mode_equals_segment_mode(
-    norm_first: bool, memory_size: int, sliding_window: bool, episode_clock: bool, device: str
+    norm_first: bool, memory_size: int, sliding_window: bool, step_feature: str, device: str
 ):
     L, S, B = 4, 6, 3
     T = 5 * L + 2  # five whole segments and a partial one
-    model = make_model(norm_first, memory_size, L, sliding_window, episode_clock).to(device)
+    model = make_model(norm_first, memory_size, L, sliding_window, step_feature).to(device)
     with torch.device(device):  # every tensor below is made on the device
         features = torch.randn(B, T, 5)
         step_outputs, step_state = run_steps(model, features)

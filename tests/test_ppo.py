@@ -66,6 +66,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", dict(sliding_window=False)),
         (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=True, actor_value_coef=0.5)),
         (TMaze, "ElmurPolicy", dict(episode_clock=True)),
+        (TMaze, "ElmurPolicy", dict(segment_position=True)),
         (TMaze, "ElmurPolicy", dict(previous_action=True)),
         (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True, sliding_window=False)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
@@ -91,6 +92,7 @@ def test_ppo_update_is_exact(env_class, policy, policy_kwargs, device):
     [
         (TMaze, "ElmurPolicy", {}),
         (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True)),
+        (TMaze, "ElmurPolicy", dict(segment_position=True)),
         (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True)),
     ],
 )
