@@ -89,6 +89,13 @@ def task_returns(results: list[dict], task: str, algorithm: str, kind: str = "ev
 LEAD = 0.05  # a difference of means smaller than this is a tie
 
 
+def compared_algorithms(algorithms: list[str]) -> tuple[str | None, str | None]:
+    """The PPOELMUR and the RecurrentPPO algorithm among ``algorithms`` (the first of each; None where absent)."""
+    elmur = next((a for a in algorithms if a.startswith("ppo_elmur")), None)
+    lstm = next((a for a in algorithms if a.startswith("recurrent_ppo")), None)
+    return elmur, lstm
+
+
 def suite_table(
     results: list[dict],
     tasks: list[str],
@@ -108,8 +115,7 @@ def suite_table(
             if returns:
                 means[task, algorithm] = statistics.mean(returns)
                 runs[task, algorithm] = len(returns)
-    elmur = next((a for a in algorithms if a.startswith("ppo_elmur")), None)
-    lstm = next((a for a in algorithms if a.startswith("recurrent_ppo")), None)
+    elmur, lstm = compared_algorithms(algorithms)
     compare = elmur is not None and lstm is not None
     lines = [
         f"Observation wrappers (all algorithms): {' + '.join(wrappers)}. Score: mean episode return, POPGym-normalised"
@@ -150,8 +156,7 @@ def runs_to_do(results: list[dict], tasks: list[str], algorithms: list[str], see
     RecurrentPPO where their first-seed results (deterministic) are :data:`LEAD` or more apart, and on
     :data:`ALWAYS_SEEDED`. Returns ``{algorithm: {task: [seeds not cached]}}`` (tasks with none left out)."""
     first = seeds[0]
-    elmur = next((a for a in algorithms if a.startswith("ppo_elmur")), None)
-    lstm = next((a for a in algorithms if a.startswith("recurrent_ppo")), None)
+    elmur, lstm = compared_algorithms(algorithms)
     done = {(r["job"]["env_id"], r["job"]["algorithm"], r["job"]["seed"]): score(r, "eval") for r in results}
     todo: dict[str, dict] = {a: {} for a in algorithms}
     for task in tasks:
