@@ -324,6 +324,8 @@ class ElmurTransformer(nn.Module):
         self.layers = nn.ModuleList(ElmurLayer(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
         shape = (config.n_layers, config.memory_size, config.d_model)
+        if self.position is not None:  # small, as the learned memory: a first token is not swamped by its position
+            nn.init.normal_(self.position.weight, std=0.02)
         if config.memory_init == "learned":
             self.initial_memory = nn.Parameter(torch.randn(shape) * 0.02)
         else:

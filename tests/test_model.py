@@ -27,9 +27,9 @@ def make_model(
     if step_feature:
         config[step_feature] = True
     model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window))
-    with torch.no_grad():  # make every bias and the initial memory matter
+    with torch.no_grad():  # make every bias, the initial memory and the position embedding matter
         for name, p in model.named_parameters():
-            if ("bias" in name and p.dim() == 2) or name == "initial_memory":
+            if ("bias" in name and p.dim() == 2) or name in ("initial_memory", "position.weight"):
                 p.normal_()
     return model.eval()
 
@@ -261,3 +261,11 @@ def test_episode_clock_is_periodic_and_tells_steps_apart():
     features = episode_clock(steps)
     assert torch.allclose(episode_clock(steps + 1000 * longest), features, atol=1e-6)
     assert torch.cdist(features, features).add(torch.eye(longest)).min() > 0.1  # every step of a period its own
+
+
+def test_segment_position_starts_small():
+    """The position embedding starts as small as the learned memory: a token's observation, not its position, is
+    what a fresh model sees (the T-Maze within one segment is lost on some seeds with a unit-scale embedding)."""
+    model = ElmurTransformer(5, ElmurConfig(**CONFIG, segment_position=True))
+    tokens = model.embed(torch.randn(1000, 5))
+    assert model.position.weight.std() < 0.1 * tokens.std()
