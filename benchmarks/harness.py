@@ -93,16 +93,20 @@ DEFAULT_ALGORITHMS = ["ppo_elmur", "recurrent_ppo", "ppo"]
 # clipped apart (6); 5 lost the T-Maze within one segment (3 seeds of 4), 6 the T-Maze at corridor 30 (seed 0). So
 # the defaults went on learning as revision 2 did (the value branch is an option; the revision-2 ablations that set it
 # ran it). 7: revision 2's code with a floor of 0.2 on the critic's share of the trunk's gradient (critic_share) and a
-# pull of 0.003 towards the uniform policy for discrete actions (uniform_kl_coef) by default.
-CODE_REVISION = 7  # what today's code learns
+# pull of 0.003 towards the uniform policy for discrete actions (uniform_kl_coef) by default. 8: revision 7's code with
+# a learned embedding of each token's position in its segment (segment_position=True) by default.
+CODE_REVISION = 8  # what today's code learns
 PPO_ELMUR_REVISION = CODE_REVISION  # the revision of the jobs a command makes or reads (``--ppo-elmur-revision``)
 # Earlier revisions whose code learns exactly as a revision's does, differing only in defaults: a job of theirs that
 # set today's defaults explicitly (an ablation of then) is today's job, and its result is adopted, not rerun.
-SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3], 7: [2]}
+SAME_CODE_REVISIONS: dict[int, list[int]] = {3: [2], 4: [3], 7: [2], 8: [7]}
 # The defaults of the revisions in SAME_CODE_REVISIONS[CODE_REVISION], where they differ from today's: today's code
 # runs a job of such a revision with them set (under the job's own settings), as that revision ran it, so
 # ``--ppo-elmur-revision 2`` still extends or resumes revision 2's tables.
-REVISION_DEFAULTS: dict[int, dict[str, Any]] = {2: {"critic_share": 0.0, "policy_kwargs": {"uniform_kl_coef": 0.0}}}
+REVISION_DEFAULTS: dict[int, dict[str, Any]] = {
+    2: {"critic_share": 0.0, "policy_kwargs": {"uniform_kl_coef": 0.0, "segment_position": False}},
+    7: {"policy_kwargs": {"segment_position": False}},
+}
 
 
 # --- environments and wrappers ------------------------------------------------------------------------------------

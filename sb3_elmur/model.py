@@ -95,7 +95,7 @@ class ElmurConfig:
     reconstruction_coef: float = 0.0
     uniform_kl_coef: float = 0.003
     episode_clock: bool = False
-    segment_position: bool = False
+    segment_position: bool = True
     previous_action: bool = False
 
     def __post_init__(self) -> None:

@@ -39,6 +39,7 @@ EARLIER_DEFAULTS: dict[str, Any] = {
     "separate_critic_trunk": False,
     "actor_value_coef": 0.0,
     "uniform_kl_coef": 0.0,
+    "segment_position": False,
 }
 # the critic's share of a checkpoint saved before ``critic_share`` was on by default (or existed) names none: it was off
 EARLIER_CRITIC_SHARE = 0.0

@@ -451,14 +451,18 @@ def test_a_job_of_an_earlier_revision_with_todays_code_runs_with_that_revisions_
     then = harness.REVISION_DEFAULTS[earlier]
     assert then
     monkeypatch.setattr(harness, "PPO_ELMUR_REVISION", earlier)
-    settings = dict(TINY, policy_kwargs=dict(TINY["policy_kwargs"], uniform_kl_coef=0.5))
+    own = next(iter(then["policy_kwargs"]))  # a default of then that the job sets itself (to today's)
+    settings = dict(
+        TINY, policy_kwargs=dict(TINY["policy_kwargs"], **{own: first["configuration"]["policy_kwargs"][own]})
+    )
     old = harness.make_job("ppo_elmur", "PassiveTMaze-v0", 256, 0, {"corridor_length": 3}, settings, eval_episodes=8)
     configuration = harness.resolved_configuration(old)
     for key, value in then.items():
         if key != "policy_kwargs":
             assert configuration[key] == value != first["configuration"][key]
-    for key, value in then.get("policy_kwargs", {}).items():
-        expected = 0.5 if key == "uniform_kl_coef" else value  # the job's own setting wins
+    for key, value in then["policy_kwargs"].items():
+        assert value != first["configuration"]["policy_kwargs"][key]  # today's default differs from then's
+        expected = first["configuration"]["policy_kwargs"][key] if key == own else value  # the job's own setting wins
         assert configuration["policy_kwargs"][key] == expected
     assert harness.resolved_configuration(job) == first["configuration"]  # today's jobs: today's defaults
     with pytest.raises(ValueError, match="cannot run a job of revision 1"):

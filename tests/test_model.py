@@ -21,11 +21,10 @@ CONFIG = dict(
 def make_model(
     norm_first: bool, memory_size: int, segment_len: int = 4, sliding_window: bool = True, step_feature: str = ""
 ) -> ElmurTransformer:
-    """``step_feature``: "episode_clock" or "segment_position" to turn that option on."""
+    """``step_feature``: which of "episode_clock" and "segment_position" is on ("": neither)."""
     torch.manual_seed(0)
     config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first)
-    if step_feature:
-        config[step_feature] = True
+    config.update(episode_clock=step_feature == "episode_clock", segment_position=step_feature == "segment_position")
     model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window))
     with torch.no_grad():  # make every bias, the initial memory and the position embedding matter
         for name, p in model.named_parameters():

@@ -66,7 +66,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", dict(sliding_window=False)),
         (TMaze, "ElmurPolicy", dict(sliding_window=False, separate_critic_trunk=True, actor_value_coef=0.5)),
         (TMaze, "ElmurPolicy", dict(episode_clock=True)),
-        (TMaze, "ElmurPolicy", dict(segment_position=True)),
+        (TMaze, "ElmurPolicy", dict(segment_position=False)),
         (TMaze, "ElmurPolicy", dict(previous_action=True)),
         (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True, sliding_window=False)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
@@ -92,7 +92,7 @@ def test_ppo_update_is_exact(env_class, policy, policy_kwargs, device):
     [
         (TMaze, "ElmurPolicy", {}),
         (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True)),
-        (TMaze, "ElmurPolicy", dict(segment_position=True)),
+        (TMaze, "ElmurPolicy", dict(segment_position=False)),
         (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True)),
     ],
 )
@@ -386,7 +386,7 @@ def test_previous_action_is_carried_by_the_state_and_read_by_the_next_step():
 def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
     """Saved policy_kwargs name every ELMUR knob; a checkpoint from before sliding_window was on by default (its
     policy_kwargs do not name it, nor the knobs added later, nor critic_share) loads with it off, as it was trained,
-    and with the later defaults of uniform_kl_coef and critic_share off."""
+    and with the later defaults of uniform_kl_coef, critic_share and segment_position off."""
     import json
     import zipfile
 
@@ -398,7 +398,13 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
     assert new.policy.config == model.policy.config and new.critic_share == model.critic_share == DEFAULT_CRITIC_SHARE
 
     # revision 1's model
-    old = make_model(sliding_window=False, separate_critic_trunk=False, actor_value_coef=0.0, uniform_kl_coef=0.0)
+    old = make_model(
+        sliding_window=False,
+        separate_critic_trunk=False,
+        actor_value_coef=0.0,
+        uniform_kl_coef=0.0,
+        segment_position=False,
+    )
     old.save(tmp_path / "old.zip")
     with zipfile.ZipFile(tmp_path / "old.zip") as archive:  # as saved before the knob existed
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -412,6 +418,7 @@ def test_checkpoint_keeps_its_model_across_default_changes(tmp_path):
     loaded = PPOELMUR.load(tmp_path / "old.zip")
     assert loaded.policy.config.sliding_window is False and loaded.policy.config.separate_critic_trunk is False
     assert loaded.policy.config.actor_value_coef == 0.0 and loaded.policy.config.uniform_kl_coef == 0.0
+    assert loaded.policy.config.segment_position is False
     assert loaded.critic_share == EARLIER_CRITIC_SHARE
     obs = np.zeros((1, *old.observation_space.shape), dtype=np.float32)
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], old.predict(obs, deterministic=True)[0])
