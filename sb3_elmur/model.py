@@ -2,8 +2,9 @@
 
 Shapes: B batch, T tokens, L segment length, M memory slots, d model width, H heads, n layers.
 
-One token per environment step. An episode is cut into segments of ``segment_len`` steps; step ``t`` belongs
-to segment ``t // L``. Every layer, for the tokens of the current segment:
+One token per environment step: the step's features, embedded, plus a learned embedding of the step's position in
+its segment, ``t % L`` (``segment_position``). An episode is cut into segments of ``segment_len`` steps; step ``t``
+belongs to segment ``t // L``. Every layer, for the tokens of the current segment:
 
 1. causal self-attention over a sliding window of the last L steps (``sliding_window``; the keys and values of the
    previous segment are cached, as in Transformer-XL) or over the current segment's tokens only, biased by the
