@@ -570,16 +570,21 @@ def resolve_critic_share(critic_share: float | None, separate_critic_trunk: bool
 
 
 def checkpoint_path(path: str | pathlib.Path | io.BufferedIOBase) -> pathlib.Path | io.BufferedIOBase:
-    """The file SB3's ``load`` reads for ``path``: ``path`` itself, or ``path.zip`` if ``path`` does not exist."""
+    """The file SB3's ``load`` reads for ``path``: ``path`` itself, or ``path.zip`` if ``path`` does not exist.
+    Raises FileNotFoundError naming ``path`` if neither exists."""
     if isinstance(path, io.BufferedIOBase):
         return path
     path = pathlib.Path(path)
-    return path if path.exists() else pathlib.Path(f"{path}.zip")
+    if path.exists():
+        return path
+    if (zipped := pathlib.Path(f"{path}.zip")).exists():
+        return zipped
+    raise FileNotFoundError(f"no PPOELMUR checkpoint at {path}" + ("" if path.suffix == ".zip" else f" nor {zipped}"))
 
 
 def check_checkpoint(path: str | pathlib.Path | io.BufferedIOBase) -> None:
     """Raise ValueError unless ``path`` is a readable SB3 checkpoint (a zip with intact ``data`` and ``policy.pth``)."""
-    path = checkpoint_path(path)  # a missing file raises FileNotFoundError below
+    path = checkpoint_path(path)
     try:
         with zipfile.ZipFile(path) as archive:
             missing = {"data", "policy.pth"} - set(archive.namelist())

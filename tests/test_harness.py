@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sb3_elmur
-from benchmarks import harness, recall_by_position, tmaze_horizon
+from benchmarks import distinct_actions, harness, recall_by_position, tmaze_horizon
 from sb3_elmur import SampledTMaze
 from sb3_elmur.envs import DOWN, MOVE_ON, UP, TMaze
 from sb3_elmur.model import ElmurConfig
@@ -490,3 +490,22 @@ def test_training_trace_prints_the_updates_around_the_largest_kl_after_learning(
         "| 3.07e+03 | 1 | 1 | -0.01 | 0 | 0 | 0.001 |",
         "| 4.1e+03 | 0.5 | 0.4 | -0.02 | 1.25 | 0.2 | 0.01 |",
     ]
+
+
+def test_distinct_actions_counts_the_first_episode_of_each_env():
+    env = harness.make_env("PassiveTMaze-v0", 3, {"corridor_length": 3}, [], 0)
+
+    class Alternating:  # MOVE_ON, UP, MOVE_ON, UP, ... in every env
+        t = 0
+
+        def predict(self, obs, state, episode_start, deterministic):
+            self.t += 1
+            return np.full(len(obs), MOVE_ON if self.t % 2 else UP), state
+
+    actions, returns = distinct_actions.first_episodes(Alternating(), env, deterministic=True)
+    lengths = [lengths[0] for lengths in env.env_method("get_episode_lengths")]
+    rewards = [rewards[0] for rewards in env.env_method("get_episode_rewards")]
+    assert [len(a) for a in actions] == lengths  # each env's first episode, no step of a later one
+    assert returns == pytest.approx(rewards)
+    assert [len(set(a)) for a in actions] == [2, 2, 2]
+    assert actions[0][:2] == [(MOVE_ON,), (UP,)]

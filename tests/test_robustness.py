@@ -128,8 +128,10 @@ def test_corrupt_checkpoint(tmp_path, model):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="zip"):
         PPOELMUR.load(garbage)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"missing\.zip$"):
         PPOELMUR.load(tmp_path / "missing.zip")
+    with pytest.raises(FileNotFoundError, match=r"missing nor .*missing\.zip$"):
+        PPOELMUR.load(tmp_path / "missing")
 
 
 def test_checkpoint_keeps_configuration_and_loads_with_other_number_of_envs(tmp_path):

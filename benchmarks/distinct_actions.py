@@ -1,0 +1,107 @@
+"""POPGym tasks: how many distinct actions trained harness models take per episode, deterministic against sampled.
+
+    python -m benchmarks.distinct_actions --task BattleshipEasy --algorithms ppo_elmur recurrent_ppo --seeds 0 1 2
+    python -m benchmarks.distinct_actions --task ConcentrationEasy --seeds 0
+
+On Battleship (an 8 x 8 board; a shot at a cell already fired at is penalised) and Concentration (a card already face
+up cannot be flipped again) a policy must remember its own moves: one that narrows to a few actions when it takes the
+most likely one each step loses what its sampled actions win. For each cached model (algorithm, seed and, for
+PPOELMUR, each ``--hyperparams`` JSON given) the table gives, over the first episode of each of ``--episodes`` fresh
+evaluation envs, the distinct actions per episode (mean, least and most), the steps per episode and the mean return,
+with deterministic and with sampled actions. Each count is cached as JSON beside the models
+(``<name>/distinct_actions/``), so the table reprints without the model zips, which are not committed; a job with
+neither is skipped. Trains nothing: the jobs come from ``python -m benchmarks.popgym_suite ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import harness
+from benchmarks.popgym_suite import popgym_job
+
+
+def first_episodes(model, env, deterministic: bool) -> tuple[list[list[tuple]], list[float]]:
+    """The actions (each as a tuple) and the return of the first episode of every env of the VecEnv ``env``."""
+    n = env.num_envs
+    obs, state, episode_start = env.reset(), None, np.ones(n, dtype=bool)
+    actions: list[list[tuple]] = [[] for _ in range(n)]
+    returns, running = np.zeros(n), np.ones(n, dtype=bool)
+    while running.any():
+        action, state = model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+        obs, reward, episode_start, _ = env.step(action)
+        for i in np.flatnonzero(running):
+            actions[i].append(tuple(np.atleast_1d(action[i]).tolist()))
+        returns += np.where(running, reward, 0.0)
+        running &= ~episode_start
+    return actions, returns.tolist()
+
+
+def count(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) -> dict | None:
+    """Distinct actions per episode of the job's cached model, deterministic and sampled (cached JSON); None if
+    neither the counts nor the model zip are on disk."""
+    path = results / name / "distinct_actions" / f"{harness.job_stem(job)}__e{episodes}.json"
+    _, model_path = harness.job_paths(job, name, results)
+    if not path.exists() and (not model_path.exists() or harness.cached_result(job, name, results) is None):
+        return None
+
+    def compute() -> dict:
+        import torch
+
+        torch.set_num_threads(1)
+        model = harness.load_model(job, name, results, device="cpu")
+        out: dict = dict(job=job, episodes=episodes)
+        for mode, deterministic in (("deterministic", True), ("sampled", False)):
+            torch.manual_seed(0)
+            env = harness.evaluation_env(dict(job, n_envs=episodes))
+            actions, returns = first_episodes(model, env, deterministic)
+            env.close()
+            out[mode] = dict(distinct=[len(set(a)) for a in actions], steps=[len(a) for a in actions], returns=returns)
+        return out
+
+    return harness.cached(path, compute)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default="popgym_easy", help="harness results name the models were cached in")
+    parser.add_argument("--task", default="BattleshipEasy")
+    parser.add_argument("--algorithms", nargs="+", default=["ppo_elmur"], choices=list(harness.ALGORITHMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=500_000, help="training budget of the cached jobs")
+    parser.add_argument(
+        "--hyperparams", nargs="+", type=json.loads, default=[{}], help="PPOELMUR variants: one JSON dict each"
+    )
+    parser.add_argument("--episodes", type=int, default=8, help="fresh evaluation envs, one episode each")
+    harness.add_revision_argument(parser)
+    args = parser.parse_args(argv)
+    harness.apply_revision(args)
+
+    rows = []
+    for algorithm in args.algorithms:
+        for hyperparameters in args.hyperparams if algorithm.startswith("ppo_elmur") else [{}]:
+            for seed in args.seeds:
+                job = popgym_job(algorithm, args.task, args.steps, seed, hyperparameters)
+                variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) if hyperparameters else ""
+                label = " ".join(part for part in (algorithm, variant, f"s{seed}") if part)
+                counts = count(job, args.name, args.episodes)
+                if counts is None:
+                    print(f"{label}: neither its counts nor its model are on disk, skipped")
+                    continue
+                rows += [(label, mode, counts[mode]) for mode in ("deterministic", "sampled")]
+    if not rows:
+        return
+    print(f"\n{args.task}: distinct actions per episode (first episode of {args.episodes} fresh envs)\n")
+    print("| model | actions | distinct per episode: mean (least-most) | steps per episode | mean return |")
+    print("|---|---|---|---|---|")
+    for label, mode, c in rows:
+        distinct = f"{np.mean(c['distinct']):.1f} ({min(c['distinct'])}-{max(c['distinct'])})"
+        print(f"| {label} | {mode} | {distinct} | {np.mean(c['steps']):.1f} | {np.mean(c['returns']):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
