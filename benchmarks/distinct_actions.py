@@ -16,13 +16,11 @@ neither is skipped. Trains nothing: the jobs come from ``python -m benchmarks.po
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import harness
-from benchmarks.popgym_suite import popgym_job
+from benchmarks import harness, popgym_suite
 
 
 def first_episodes(model, env, deterministic: bool) -> tuple[list[list[tuple]], list[float]]:
@@ -68,31 +66,18 @@ def count(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", default="popgym_easy", help="harness results name the models were cached in")
-    parser.add_argument("--task", default="BattleshipEasy")
-    parser.add_argument("--algorithms", nargs="+", default=["ppo_elmur"], choices=list(harness.ALGORITHMS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=500_000, help="training budget of the cached jobs")
-    parser.add_argument(
-        "--hyperparams", nargs="+", type=json.loads, default=[{}], help="PPOELMUR variants: one JSON dict each"
-    )
+    popgym_suite.add_cached_model_arguments(parser, task="BattleshipEasy")
     parser.add_argument("--episodes", type=int, default=8, help="fresh evaluation envs, one episode each")
-    harness.add_revision_argument(parser)
     args = parser.parse_args(argv)
     harness.apply_revision(args)
 
     rows = []
-    for algorithm in args.algorithms:
-        for hyperparameters in args.hyperparams if algorithm.startswith("ppo_elmur") else [{}]:
-            for seed in args.seeds:
-                job = popgym_job(algorithm, args.task, args.steps, seed, hyperparameters)
-                variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) if hyperparameters else ""
-                label = " ".join(part for part in (algorithm, variant, f"s{seed}") if part)
-                counts = count(job, args.name, args.episodes)
-                if counts is None:
-                    print(f"{label}: neither its counts nor its model are on disk, skipped")
-                    continue
-                rows += [(label, mode, counts[mode]) for mode in ("deterministic", "sampled")]
+    for label, job in popgym_suite.cached_model_jobs(args):
+        counts = count(job, args.name, args.episodes)
+        if counts is None:
+            print(f"{label}: neither its counts nor its model are on disk, skipped")
+            continue
+        rows += [(label, mode, counts[mode]) for mode in ("deterministic", "sampled")]
     if not rows:
         return
     print(f"\n{args.task}: distinct actions per episode (first episode of {args.episodes} fresh envs)\n")

@@ -65,6 +65,33 @@ def popgym_job(
     )
 
 
+def add_cached_model_arguments(parser: argparse.ArgumentParser, task: str) -> None:
+    """The arguments of a probe of cached suite models on one task: ``--name``, ``--task``, ``--algorithms``,
+    ``--seeds``, ``--steps``, ``--hyperparams`` (one PPOELMUR variant per JSON dict) and ``--ppo-elmur-revision``."""
+    parser.add_argument("--name", default="popgym_easy", help="harness results name the models were cached in")
+    parser.add_argument("--task", default=task)
+    parser.add_argument("--algorithms", nargs="+", default=["ppo_elmur"], choices=list(harness.ALGORITHMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=500_000, help="training budget of the cached jobs")
+    parser.add_argument(
+        "--hyperparams", nargs="+", type=json.loads, default=[{}], help="PPOELMUR variants: one JSON dict each"
+    )
+    harness.add_revision_argument(parser)
+
+
+def cached_model_jobs(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """(label, job) of each model the arguments of :func:`add_cached_model_arguments` name: every algorithm, PPOELMUR
+    variant and seed (whether cached or not)."""
+    jobs = []
+    for algorithm in args.algorithms:
+        for hyperparameters in args.hyperparams if algorithm.startswith("ppo_elmur") else [{}]:
+            variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) if hyperparameters else ""
+            for seed in args.seeds:
+                label = " ".join(part for part in (algorithm, variant, f"s{seed}") if part)
+                jobs.append((label, popgym_job(algorithm, args.task, args.steps, seed, hyperparameters)))
+    return jobs
+
+
 SCORES = {
     "eval": "deterministic evaluation after training (100 episodes on fresh envs)",
     "train": "sampled actions at the end of training (the mean return of the last 100 training episodes; POPGym's"

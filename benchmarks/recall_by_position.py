@@ -19,14 +19,12 @@ Trains nothing: the jobs must be in the cache (``python -m benchmarks.popgym_sui
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from math import comb
 
 import numpy as np
 
-from benchmarks import harness
-from benchmarks.popgym_suite import popgym_job
+from benchmarks import harness, popgym_suite
 
 
 def right_by_step(model, env, episodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,42 +59,29 @@ def count_recall_timer_bound(steps: int, deck: int = 52) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", default="popgym_easy", help="harness results name the models were cached in")
-    parser.add_argument("--task", default="CountRecallEasy")
-    parser.add_argument("--algorithms", nargs="+", default=["ppo_elmur"], choices=list(harness.ALGORITHMS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=500_000, help="training budget of the cached jobs")
-    parser.add_argument(
-        "--hyperparams", nargs="+", type=json.loads, default=[{}], help="PPOELMUR variants: one JSON dict each"
-    )
+    popgym_suite.add_cached_model_arguments(parser, task="CountRecallEasy")
     parser.add_argument("--episodes", type=int, default=400)
     parser.add_argument("--block", type=int, default=8, help="episode steps per column")
     parser.add_argument("--lag", type=int, default=None, help="RepeatPrevious: steps back the asked-for card lies")
-    harness.add_revision_argument(parser)
     args = parser.parse_args(argv)
     harness.apply_revision(args)
 
     rows, by_segment = [], []
-    for algorithm in args.algorithms:
-        for hyperparameters in args.hyperparams if algorithm.startswith("ppo_elmur") else [{}]:
-            for seed in args.seeds:
-                job = popgym_job(algorithm, args.task, args.steps, seed, hyperparameters)
-                variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) if hyperparameters else ""
-                label = " ".join(part for part in (algorithm, variant, f"s{seed}") if part)
-                if harness.cached_result(job, args.name) is None:
-                    print(f"{label}: not in the cache, skipped")
-                    continue
-                model = harness.load_model(job, args.name, device="cpu")
-                env = harness.evaluation_env(job)
-                right, answers = right_by_step(model, env, args.episodes)
-                env.close()
-                rows.append((label, right / answers))
-                if args.lag is not None and algorithm.startswith("ppo_elmur"):
-                    L, t = model.policy.config.segment_len, np.arange(len(right))
-                    same = (t - args.lag) // L == t // L
-                    scored = t >= args.lag
-                    shares = [right[scored & s].sum() / answers[scored & s].sum() for s in (same, ~same)]
-                    by_segment.append((label, L, *shares))
+    for label, job in popgym_suite.cached_model_jobs(args):
+        if harness.cached_result(job, args.name) is None:
+            print(f"{label}: not in the cache, skipped")
+            continue
+        model = harness.load_model(job, args.name, device="cpu")
+        env = harness.evaluation_env(job)
+        right, answers = right_by_step(model, env, args.episodes)
+        env.close()
+        rows.append((label, right / answers))
+        if args.lag is not None and job["algorithm"].startswith("ppo_elmur"):
+            L, t = model.policy.config.segment_len, np.arange(len(right))
+            same = (t - args.lag) // L == t // L
+            scored = t >= args.lag
+            shares = [right[scored & s].sum() / answers[scored & s].sum() for s in (same, ~same)]
+            by_segment.append((label, L, *shares))
     if not rows:
         return
     length = max(len(r) for _, r in rows)
