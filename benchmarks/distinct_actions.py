@@ -3,12 +3,12 @@
     python -m benchmarks.distinct_actions --task BattleshipEasy --algorithms ppo_elmur recurrent_ppo --seeds 0 1 2
     python -m benchmarks.distinct_actions --task ConcentrationEasy --seeds 0
 
-On Battleship (an 8 x 8 board; a shot at a cell already fired at is penalised) and Concentration (a card already face
-up cannot be flipped again) a policy must remember its own moves: one that narrows to a few actions when it takes the
-most likely one each step loses what its sampled actions win. For each cached model (algorithm, seed and, for
-PPOELMUR, each ``--hyperparams`` JSON given) the table gives, over the first episode of each of ``--episodes`` fresh
-evaluation envs, the distinct actions per episode (mean, least and most), the steps per episode and the mean return,
-with deterministic and with sampled actions. Each count is cached as JSON beside the models
+On Battleship (an 8 x 8 board; a shot at a cell already fired at scores as a miss) and Concentration (flipping a card
+that is already face up is penalised) a policy must remember its own moves: one that narrows to a few actions when it
+takes the most likely one each step loses what its sampled actions win. For each cached model (algorithm, seed and,
+for PPOELMUR, each ``--hyperparams`` JSON given) the table gives, over the first episode of each of ``--episodes``
+fresh evaluation envs, the distinct actions per episode (mean, least and most), the steps per episode and the mean
+return, with deterministic and with sampled actions. Each count is cached as JSON beside the models
 (``<name>/distinct_actions/``), so the table reprints without the model zips, which are not committed; a job with
 neither is skipped. Trains nothing: the jobs come from ``python -m benchmarks.popgym_suite ...``.
 """
