@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict] = {
     "critic_share_005": {"critic_share": 0.05},
     "critic_share_02": {"critic_share": 0.2},
     "previous_action": {"policy_kwargs": {"previous_action": True}},
+    "previous_action_embedding": {"policy_kwargs": {"previous_action": True, "previous_action_embedding": True}},
     "d_model_128": {"policy_kwargs": {"d_model": 128}},
     "d_model_128_lr_1e-4": {"learning_rate": "lin_1e-4", "policy_kwargs": {"d_model": 128}},
     "d_model_128_epochs_4": {"n_epochs": 4, "policy_kwargs": {"d_model": 128}},

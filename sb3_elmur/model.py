@@ -78,6 +78,9 @@ class ElmurConfig:
     :param previous_action: each step's token also sees the action taken at the step before (zeros at an episode's
         first step; one-hot for discrete actions), so the policy knows what it did, not only what it observed; the
         recurrent state carries that action from one step to the next
+    :param previous_action_embedding: with ``previous_action``, the action enters each token through its own learned
+        projection, started at std 0.02 as the segment position, instead of through the features' projection, so
+        that early in training a token is its observation and the action's weight is learned up from small
     """
 
     d_model: int = 64
@@ -98,6 +101,7 @@ class ElmurConfig:
     episode_clock: bool = False
     segment_position: bool = True
     previous_action: bool = False
+    previous_action_embedding: bool = False
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len"):
@@ -112,6 +116,8 @@ class ElmurConfig:
         for name in ("reconstruction_coef", "actor_value_coef", "uniform_kl_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.previous_action_embedding and not self.previous_action:
+            raise ValueError("previous_action_embedding=True needs previous_action=True (the action it embeds)")
 
     @property
     def previous_len(self) -> int:
@@ -319,7 +325,9 @@ class ElmurTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        self.embed = nn.Linear(input_dim, config.d_model)
+        embeds_action = config.previous_action_embedding and action_dim > 0
+        self.embed = nn.Linear(input_dim - action_dim if embeds_action else input_dim, config.d_model)
+        self.action_embed = nn.Linear(action_dim, config.d_model, bias=False) if embeds_action else None
         self.clock = nn.Linear(2 * len(CLOCK_PERIODS), config.d_model) if config.episode_clock else None
         self.position = nn.Embedding(config.segment_len, config.d_model) if config.segment_position else None
         self.layers = nn.ModuleList(ElmurLayer(config) for _ in range(config.n_layers))
@@ -327,6 +335,8 @@ class ElmurTransformer(nn.Module):
         shape = (config.n_layers, config.memory_size, config.d_model)
         if self.position is not None:  # small, as the learned memory: a first token is not swamped by its position
             nn.init.normal_(self.position.weight, std=0.02)
+        if self.action_embed is not None:
+            nn.init.normal_(self.action_embed.weight, std=0.02)
         if config.memory_init == "learned":
             self.initial_memory = nn.Parameter(torch.randn(shape) * 0.02)
         else:
@@ -514,7 +524,10 @@ class ElmurTransformer(nn.Module):
 
     def _tokens(self, features: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """Tokens (..., d) of the features (..., input_dim) at episode steps (...)."""
-        x = self.embed(features)
+        if self.action_embed is None:
+            x = self.embed(features)
+        else:  # the last action_dim features are the previous action
+            x = self.embed(features[..., : -self.action_dim]) + self.action_embed(features[..., -self.action_dim :])
         if self.clock is not None:
             x = x + self.clock(episode_clock(step).to(x.dtype))
         if self.position is not None:

@@ -51,8 +51,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     :param elmur_kwargs: the ELMUR knobs (``d_model``, ``n_layers``, ``n_heads``, ``memory_size``, ``segment_len``,
         ``lru_alpha``, ``memory_init``, ``norm_first``, ``sliding_window``, ``memory_gradient``,
         ``separate_critic_trunk``, ``actor_value_coef``, ``features_skip``, ``reconstruction_coef``,
-        ``uniform_kl_coef``, ``episode_clock``, ``segment_position``, ``previous_action``): see
-        :class:`~sb3_elmur.model.ElmurConfig`, which holds their meaning, defaults and validation
+        ``uniform_kl_coef``, ``episode_clock``, ``segment_position``, ``previous_action``,
+        ``previous_action_embedding``): see :class:`~sb3_elmur.model.ElmurConfig`, which holds their meaning, defaults
+        and validation
     """
 
     critic_gradient_scale: th.Tensor  # () buffer, see __init__

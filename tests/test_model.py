@@ -21,11 +21,14 @@ CONFIG = dict(
 def make_model(
     norm_first: bool, memory_size: int, segment_len: int = 4, sliding_window: bool = True, step_feature: str = ""
 ) -> ElmurTransformer:
-    """``step_feature``: which of "episode_clock" and "segment_position" is on ("": neither)."""
+    """``step_feature``: which of "episode_clock", "segment_position" and "previous_action_embedding" (the last 2 of
+    the 5 features then are the previous action) is on ("": none)."""
     torch.manual_seed(0)
     config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first)
     config.update(episode_clock=step_feature == "episode_clock", segment_position=step_feature == "segment_position")
-    model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window))
+    embeds_action = step_feature == "previous_action_embedding"
+    config.update(previous_action=embeds_action, previous_action_embedding=embeds_action)
+    model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window), 2 if embeds_action else 0)
     with torch.no_grad():  # make every bias, the initial memory and the position embedding matter
         for name, p in model.named_parameters():
             if ("bias" in name and p.dim() == 2) or name in ("initial_memory", "position.weight"):
@@ -53,7 +56,7 @@ def fresh_start(model: ElmurTransformer, batch_size: int) -> SegmentStart:
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("memory_size", [1, 2, 8])  # fewer slots than segments (blends) and more (only replacements)
 @pytest.mark.parametrize("sliding_window", [True, False])
-@pytest.mark.parametrize("step_feature", ["", "episode_clock", "segment_position"])
+@pytest.mark.parametrize("step_feature", ["", "episode_clock", "segment_position", "previous_action_embedding"])
 def test_step_mode_equals_segment_mode(
     norm_first: bool, memory_size: int, sliding_window: bool, step_feature: str, device: str
 ):

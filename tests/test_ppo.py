@@ -69,6 +69,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", dict(segment_position=False)),
         (TMaze, "ElmurPolicy", dict(previous_action=True)),
         (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True, sliding_window=False)),
+        (TMaze, "ElmurPolicy", dict(previous_action=True, previous_action_embedding=True)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
         (DictTMaze, "MultiInputElmurPolicy", dict(sliding_window=False)),
         (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True)),
@@ -93,7 +94,7 @@ def test_ppo_update_is_exact(env_class, policy, policy_kwargs, device):
         (TMaze, "ElmurPolicy", {}),
         (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True)),
         (TMaze, "ElmurPolicy", dict(segment_position=False)),
-        (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True)),
+        (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True, previous_action_embedding=True)),
     ],
 )
 def test_recomputed_segment_cache_with_unchanged_weights_is_the_cache(env_class, policy, policy_kwargs):
@@ -366,8 +367,9 @@ def test_predict_returns_a_named_state():
     assert state.step.tolist() == [2, 2]
 
 
-def test_previous_action_is_carried_by_the_state_and_read_by_the_next_step():
-    model = make_model(previous_action=True)
+@pytest.mark.parametrize("embedding", [False, True])
+def test_previous_action_is_carried_by_the_state_and_read_by_the_next_step(embedding: bool):
+    model = make_model(previous_action=True, previous_action_embedding=embedding)
     obs = np.zeros((2, *model.observation_space.shape), dtype=np.float32)
     assert model.policy.initial_state(2).previous_action.abs().sum() == 0  # an episode starts with no action
     actions, state = model.predict(obs, deterministic=True)
