@@ -325,7 +325,9 @@ class ElmurTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        embeds_action = config.previous_action_embedding and action_dim > 0
+        embeds_action = config.previous_action_embedding
+        if embeds_action and action_dim < 1:
+            raise ValueError("previous_action_embedding=True needs the size of an encoded action (action_dim >= 1)")
         self.embed = nn.Linear(input_dim - action_dim if embeds_action else input_dim, config.d_model)
         self.action_embed = nn.Linear(action_dim, config.d_model, bias=False) if embeds_action else None
         self.clock = nn.Linear(2 * len(CLOCK_PERIODS), config.d_model) if config.episode_clock else None

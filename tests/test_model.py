@@ -233,11 +233,18 @@ def test_distance_buckets_are_monotone_and_bounded():
         (dict(lru_alpha=1.5), "lru_alpha"),
         (dict(memory_init="random"), "memory_init"),
         (dict(reconstruction_coef=-1.0), "reconstruction_coef"),
+        (dict(previous_action_embedding=True), "needs previous_action=True"),
     ],
 )
 def test_invalid_configuration_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ElmurConfig(**dict(CONFIG, **kwargs))
+
+
+def test_previous_action_embedding_needs_an_action_size():
+    config = ElmurConfig(**dict(CONFIG, previous_action=True, previous_action_embedding=True))
+    with pytest.raises(ValueError, match="action_dim >= 1"):
+        ElmurTransformer(5, config)
 
 
 def test_attention_over_one_key_is_its_value():
