@@ -7,15 +7,17 @@ On Battleship (an 8 x 8 board; a shot at a cell already fired at scores as a mis
 that is already face up is penalised) a policy must remember its own moves: one that narrows to a few actions when it
 takes the most likely one each step loses what its sampled actions win. For each cached model (algorithm, seed and,
 for PPOELMUR, each ``--hyperparams`` JSON given) the table gives, over the first episode of each of ``--episodes``
-fresh evaluation envs, the distinct actions per episode (mean, least and most), the steps per episode and the mean
-return, with deterministic and with sampled actions. Each count is cached as JSON beside the models
-(``<name>/distinct_actions/``), so the table reprints without the model zips, which are not committed; a job with
-neither is skipped. Trains nothing: the jobs come from ``python -m benchmarks.popgym_suite ...``.
+fresh evaluation envs, the distinct actions per episode (mean, least and most), how many steps repeat the action of
+the step before, the steps per episode and the mean return, with deterministic and with sampled actions. Each count is
+cached as JSON beside the models (``<name>/distinct_actions/``), so the table reprints without the model zips, which
+are not committed; a job with neither is skipped. Trains nothing: the jobs come from ``python -m
+benchmarks.popgym_suite ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,11 @@ def first_episodes(model, env, deterministic: bool) -> tuple[list[list[tuple]], 
     return actions, returns.tolist()
 
 
+def repeated_steps(actions: list[tuple]) -> int:
+    """How many steps of an episode take the same action as the step before."""
+    return sum(x == y for x, y in itertools.pairwise(actions))
+
+
 def count(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) -> dict | None:
     """Distinct actions per episode of the job's cached model, deterministic and sampled (cached JSON); None if
     neither the counts nor the model zip are on disk."""
@@ -58,10 +65,19 @@ def count(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) 
             env = harness.evaluation_env(dict(job, n_envs=episodes))
             actions, returns = first_episodes(model, env, deterministic)
             env.close()
-            out[mode] = dict(distinct=[len(set(a)) for a in actions], steps=[len(a) for a in actions], returns=returns)
+            out[mode] = dict(
+                distinct=[len(set(a)) for a in actions],
+                repeats=[repeated_steps(a) for a in actions],
+                steps=[len(a) for a in actions],
+                returns=returns,
+            )
         return out
 
-    return harness.cached(path, compute)
+    counts = harness.cached(path, compute)
+    if "repeats" not in counts["deterministic"] and model_path.exists():  # counted before repeats were
+        counts = compute()
+        harness.write_json(path, counts)
+    return counts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,11 +97,18 @@ def main(argv: list[str] | None = None) -> None:
     if not rows:
         return
     print(f"\n{args.task}: distinct actions per episode (first episode of {args.episodes} fresh envs)\n")
-    print("| model | actions | distinct per episode: mean (least-most) | steps per episode | mean return |")
-    print("|---|---|---|---|---|")
+    print(
+        "| model | actions | distinct per episode: mean (least-most) | repeats of the step before's action per "
+        "episode: mean (least-most) | steps per episode | mean return |"
+    )
+    print("|---|---|---|---|---|---|")
     for label, mode, c in rows:
-        distinct = f"{np.mean(c['distinct']):.1f} ({min(c['distinct'])}-{max(c['distinct'])})"
-        print(f"| {label} | {mode} | {distinct} | {np.mean(c['steps']):.1f} | {np.mean(c['returns']):.3f} |")
+        distinct, repeats = (
+            f"{np.mean(c[k]):.1f} ({min(c[k])}-{max(c[k])})" if k in c else "-" for k in ("distinct", "repeats")
+        )
+        print(
+            f"| {label} | {mode} | {distinct} | {repeats} | {np.mean(c['steps']):.1f} | {np.mean(c['returns']):.3f} |"
+        )
 
 
 if __name__ == "__main__":

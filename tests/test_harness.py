@@ -508,4 +508,6 @@ def test_distinct_actions_counts_the_first_episode_of_each_env():
     assert [len(a) for a in actions] == lengths  # each env's first episode, no step of a later one
     assert returns == pytest.approx(rewards)
     assert [len(set(a)) for a in actions] == [2, 2, 2]
+    assert [distinct_actions.repeated_steps(a) for a in actions] == [0, 0, 0]  # it alternates
+    assert distinct_actions.repeated_steps([(1, 2), (1, 2), (3, 4), (1, 2), (1, 2), (1, 2)]) == 3
     assert actions[0][:2] == [(MOVE_ON,), (UP,)]
