@@ -4,12 +4,14 @@
     python -m benchmarks.ablation --variants default memory_size_4 --tasks tmaze30 --seeds 0 1
     python -m benchmarks.ablation --jobs 2                          # two trainings at a time (1 thread each)
     python -m benchmarks.ablation --table-only                      # the table of what is cached
+    python -m benchmarks.ablation --tasks horizon300 --table-only --lengths 30 100 300   # saved models, zero-shot
 
 Each (variant, task, seed) is one job; its result is cached as JSON under benchmarks/results/ablation/ so an
 interrupted run resumes. Columns: final success rate (100 deterministic episodes on fresh envs; mean return where
 the task has no success), the success rate of the last 100 training episodes (stochastic actions), training steps
 until that rolling success first reached 0.95, and wall time. A task may be evaluated on another env than it trains on
-(``horizon300``: trained on corridors of 1..30, evaluated at 300).
+(``horizon300``: trained on corridors of 1..30, evaluated at 300). Each job's trained model is saved beside its
+JSON (``.zip``, not committed), so ``--lengths`` can ask a T-Maze model for other corridor lengths later.
 """
 
 import argparse
@@ -111,9 +113,17 @@ TASKS: dict[str, dict] = {
 }
 
 
-def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, probes: tuple = ()) -> dict:
+def run_job(
+    variant: str,
+    task: str,
+    seed: int,
+    log_folder: str | None = None,
+    probes: tuple = (),
+    model_path: Path | None = None,
+) -> dict:
     """Train and evaluate one job; ``log_folder``: also write SB3's logger rows (one per update) there as CSV;
-    ``probes``: further SB3 callbacks for the training (e.g. ones that log more per update)."""
+    ``probes``: further SB3 callbacks for the training (e.g. ones that log more per update); ``model_path``: save
+    the trained model there (a zip; a VecNormalize's statistics beside it, ``.pkl``)."""
     import numpy as np
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
@@ -151,6 +161,10 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, p
     start = time.perf_counter()
     model.learn(spec["steps"], callback=[callback, *probes])
     wall = time.perf_counter() - start
+    if model_path is not None:
+        model.save(model_path)
+        if spec.get("vec_normalize"):
+            env.save(str(model_path.with_suffix(".pkl")))
 
     eval_env = harness.make_env(
         spec.get("eval_env_id", spec["env_id"]), 8, spec.get("eval_env_kwargs", spec["env_kwargs"]), (), seed + 1000
@@ -174,7 +188,7 @@ def run_job(variant: str, task: str, seed: int, log_folder: str | None = None, p
 
 def cached_job(variant: str, task: str, seed: int) -> dict:
     def run() -> dict:
-        result = run_job(variant, task, seed)
+        result = run_job(variant, task, seed, model_path=result_path(variant, task, seed).with_suffix(".zip"))
         print(f"done: {variant} {task} seed {seed}: {result}", flush=True)
         return result
 
@@ -194,6 +208,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
     parser.add_argument("--table-only", action="store_true", help="print what is cached, train nothing")
+    parser.add_argument(
+        "--lengths",
+        nargs="+",
+        type=int,
+        default=[],
+        help="T-Maze tasks: also each saved model's zero-shot success at these corridor lengths",
+    )
     harness.add_revision_argument(parser)
     args = parser.parse_args()
     harness.apply_revision(args)
@@ -227,6 +248,34 @@ def main() -> None:
                 f"| {task} | {variant} | {len(rows)} | {success} | {training} | {mean_return} | {reached} "
                 f"| {wall:.0f} |"
             )
+    if args.lengths:
+        print(zero_shot_table(jobs, args.lengths))
+
+
+def zero_shot_table(jobs: list[tuple[str, str, int]], lengths: list[int]) -> str:
+    """Success at each PassiveTMaze corridor length of every T-Maze job whose model zip is on disk: 100 episodes
+    (evaluation seed: the job's + 2000), deterministic actions and, in brackets, sampled ones."""
+    import torch
+
+    from benchmarks.tmaze_horizon import batched_success
+    from sb3_elmur import PPOELMUR
+
+    torch.set_num_threads(1)
+    header = " | ".join(f"corridor {n}" for n in lengths)
+    rows = [f"\n| task | variant | seed | {header} |", "|---|---|---|" + "---|" * len(lengths)]
+    for variant, task, seed in jobs:
+        path = result_path(variant, task, seed).with_suffix(".zip")
+        if "TMaze" not in TASKS[task]["env_id"] or not path.exists():
+            continue
+        model = PPOELMUR.load(path, device="cpu")
+        cells = []
+        for n in lengths:
+            deterministic, sampled = (
+                batched_success(model, n, seed=seed + 2000, deterministic=mode)["success"] for mode in (True, False)
+            )
+            cells.append(f"{deterministic:.2f} ({sampled:.2f})")
+        rows.append(f"| {task} | {variant} | {seed} | {' | '.join(cells)} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -511,3 +511,30 @@ def test_distinct_actions_counts_the_first_episode_of_each_env():
     assert [distinct_actions.repeated_steps(a) for a in actions] == [0, 0, 0]  # it alternates
     assert distinct_actions.repeated_steps([(1, 2), (1, 2), (3, 4), (1, 2), (1, 2), (1, 2)]) == 3
     assert actions[0][:2] == [(MOVE_ON,), (UP,)]
+
+
+def test_an_ablation_job_saves_its_model_and_asks_it_for_other_corridor_lengths(tmp_path, monkeypatch):
+    from benchmarks import ablation
+
+    task = {
+        "env_id": "SampledTMaze-v0",
+        "env_kwargs": {"max_length": 3},
+        "steps": 256,
+        "policy_kwargs": TINY["policy_kwargs"],
+        "eval_env_id": "PassiveTMaze-v0",
+        "eval_env_kwargs": {"corridor_length": 5},
+    }
+    monkeypatch.setattr(ablation, "RESULTS", tmp_path)
+    monkeypatch.setitem(ablation.TASKS, "tiny_horizon", task)
+    monkeypatch.setitem(ablation.VARIANTS, "tiny", {k: v for k, v in TINY.items() if k != "policy_kwargs"})
+    result = ablation.cached_job("tiny", "tiny_horizon", 0)
+    saved = ablation.result_path("tiny", "tiny_horizon", 0).with_suffix(".zip")
+    assert saved.exists() and 0 <= result["success"] <= 1
+    table = ablation.zero_shot_table([("tiny", "tiny_horizon", 0), ("tiny", "tiny_horizon", 1)], [2, 7])
+    rows = table.strip().splitlines()
+    assert rows[0] == "| task | variant | seed | corridor 2 | corridor 7 |"
+    assert len(rows) == 3 and rows[2].startswith("| tiny_horizon | tiny | 0 | ")  # seed 1 has no saved model
+    cells = [cell.strip() for cell in rows[2].split("|")[4:6]]
+    for cell in cells:  # "deterministic (sampled)", each a success rate of 100 episodes
+        deterministic, sampled = cell.replace("(", "").replace(")", "").split()
+        assert 0 <= float(deterministic) <= 1 and 0 <= float(sampled) <= 1
