@@ -5,13 +5,15 @@
     python -m benchmarks.ablation --jobs 2                          # two trainings at a time (1 thread each)
     python -m benchmarks.ablation --table-only                      # the table of what is cached
     python -m benchmarks.ablation --tasks horizon300 --table-only --lengths 30 100 300   # saved models, zero-shot
+    python -m benchmarks.ablation --tasks horizon300 --table-only --probe-corridor 150   # the cue in their memory
 
 Each (variant, task, seed) is one job; its result is cached as JSON under benchmarks/results/ablation/ so an
 interrupted run resumes. Columns: final success rate (100 deterministic episodes on fresh envs; mean return where
 the task has no success), the success rate of the last 100 training episodes (stochastic actions), training steps
 until that rolling success first reached 0.95, and wall time. A task may be evaluated on another env than it trains on
 (``horizon300``: trained on corridors of 1..30, evaluated at 300). Each job's trained model is saved beside its
-JSON (``.zip``, not committed), so ``--lengths`` can ask a T-Maze model for other corridor lengths later.
+JSON (``.zip``, not committed), so ``--lengths`` can ask a T-Maze model for other corridor lengths later and
+``--probe-corridor`` can follow the cue in its memory.
 """
 
 import argparse
@@ -215,6 +217,12 @@ def main() -> None:
         default=[],
         help="T-Maze tasks: also each saved model's zero-shot success at these corridor lengths",
     )
+    parser.add_argument(
+        "--probe-corridor",
+        type=int,
+        default=0,
+        help="T-Maze tasks: also the cue's imprint on each saved model's memory, write by write, at this corridor",
+    )
     harness.add_revision_argument(parser)
     args = parser.parse_args()
     harness.apply_revision(args)
@@ -250,6 +258,8 @@ def main() -> None:
             )
     if args.lengths:
         print(zero_shot_table(jobs, args.lengths))
+    if args.probe_corridor:
+        print(imprint_table(jobs, args.probe_corridor))
 
 
 def zero_shot_table(jobs: list[tuple[str, str, int]], lengths: list[int]) -> str:
@@ -258,16 +268,11 @@ def zero_shot_table(jobs: list[tuple[str, str, int]], lengths: list[int]) -> str
     import torch
 
     from benchmarks.tmaze_horizon import batched_success
-    from sb3_elmur import PPOELMUR
 
     torch.set_num_threads(1)
     header = " | ".join(f"corridor {n}" for n in lengths)
     rows = [f"\n| task | variant | seed | {header} |", "|---|---|---|" + "---|" * len(lengths)]
-    for variant, task, seed in jobs:
-        path = result_path(variant, task, seed).with_suffix(".zip")
-        if "TMaze" not in TASKS[task]["env_id"] or not path.exists():
-            continue
-        model = PPOELMUR.load(path, device="cpu")
+    for variant, task, seed, model in saved_tmaze_models(jobs):
         cells = []
         for n in lengths:
             deterministic, sampled = (
@@ -275,6 +280,33 @@ def zero_shot_table(jobs: list[tuple[str, str, int]], lengths: list[int]) -> str
             )
             cells.append(f"{deterministic:.2f} ({sampled:.2f})")
         rows.append(f"| {task} | {variant} | {seed} | {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def saved_tmaze_models(jobs: list[tuple[str, str, int]]):
+    """(variant, task, seed, model) of every T-Maze job whose model zip is on disk."""
+    from sb3_elmur import PPOELMUR
+
+    for variant, task, seed in jobs:
+        path = result_path(variant, task, seed).with_suffix(".zip")
+        if "TMaze" in TASKS[task]["env_id"] and path.exists():
+            yield variant, task, seed, PPOELMUR.load(path, device="cpu")
+
+
+def imprint_table(jobs: list[tuple[str, str, int]], corridor_length: int) -> str:
+    """The cue's imprint on the actor's memory after each write (``separation`` of
+    :func:`benchmarks.tmaze_horizon.retention`: the distance between the mean memories of the two cues over the mean
+    memory's size) in 400 episodes at ``corridor_length``, deterministic actions."""
+    import torch
+
+    from benchmarks.tmaze_horizon import record_memory, retention
+
+    torch.set_num_threads(1)
+    rows = ["\n| task | variant | seed | the cue's imprint after writes 1, 2, 3, ... |", "|---|---|---|---|"]
+    for variant, task, seed, model in saved_tmaze_models(jobs):
+        points = retention(*record_memory(model, corridor_length, 400, seed=3000))
+        imprints = ", ".join(f"{point['separation']:.2f}" for point in points)
+        rows.append(f"| {task} | {variant} | {seed} | {imprints} |")
     return "\n".join(rows)
 
 

@@ -513,7 +513,7 @@ def test_distinct_actions_counts_the_first_episode_of_each_env():
     assert actions[0][:2] == [(MOVE_ON,), (UP,)]
 
 
-def test_an_ablation_job_saves_its_model_and_asks_it_for_other_corridor_lengths(tmp_path, monkeypatch):
+def test_an_ablation_job_saves_its_model_and_asks_it_for_other_corridor_lengths_and_its_memory(tmp_path, monkeypatch):
     from benchmarks import ablation
 
     task = {
@@ -538,3 +538,6 @@ def test_an_ablation_job_saves_its_model_and_asks_it_for_other_corridor_lengths(
     for cell in cells:  # "deterministic (sampled)", each a success rate of 100 episodes
         deterministic, sampled = cell.replace("(", "").replace(")", "").split()
         assert 0 <= float(deterministic) <= 1 and 0 <= float(sampled) <= 1
+    imprints = ablation.imprint_table([("tiny", "tiny_horizon", 0)], 9).strip().splitlines()
+    assert imprints[2].startswith("| tiny_horizon | tiny | 0 | ")
+    assert len(imprints[2].split("|")[4].split(",")) == 2  # segments of 4: writes after steps 4 and 8 of 9
