@@ -275,9 +275,16 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         print("matplotlib is not installed: no plots (pip install matplotlib)")
         return
-    revision = harness.PPO_ELMUR_REVISION  # another revision's table draws a plot of its own
-    plot = "popgym.png" if revision == harness.CODE_REVISION else f"popgym_r{revision}.png"
+    plot = plot_name(harness.PPO_ELMUR_REVISION, tasks, args.algorithms)
     print(f"plot: {plot_suite(results, tasks, args.algorithms, args.results / name / plot)}")
+
+
+def plot_name(revision: int, tasks: list[str], algorithms: list[str]) -> str:
+    """The plot's file name: ``popgym.png`` for the whole suite of today's revision; another revision's table draws
+    ``popgym_r<revision>.png``, and a table of fewer tasks or algorithms ``..._partial.png``, never the whole one."""
+    stem = "popgym" if revision == harness.CODE_REVISION else f"popgym_r{revision}"
+    whole = set(tasks) == set(easy_tasks()) and set(algorithms) == set(DEFAULT_ALGORITHMS)
+    return f"{stem}.png" if whole else f"{stem}_partial.png"
 
 
 if __name__ == "__main__":

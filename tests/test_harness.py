@@ -342,6 +342,19 @@ def test_popgym_suite_table_counts_leads_and_missing_seeds():
     assert "| AEasy | 0.500 (2) | 0.100 (1) | +0.400 |" in training and "sampled actions" in training
 
 
+def test_only_the_whole_popgym_suite_draws_its_plot():
+    pytest.importorskip("popgym")
+    from benchmarks import popgym_suite
+
+    tasks, algorithms, today = popgym_suite.easy_tasks(), popgym_suite.DEFAULT_ALGORITHMS, harness.CODE_REVISION
+    assert len(tasks) == 16
+    assert popgym_suite.plot_name(today, list(reversed(tasks)), algorithms) == "popgym.png"
+    assert popgym_suite.plot_name(today, tasks[:1], algorithms) == "popgym_partial.png"
+    assert popgym_suite.plot_name(today, tasks, ["ppo_elmur"]) == "popgym_partial.png"
+    assert popgym_suite.plot_name(7, tasks, algorithms) == "popgym_r7.png"
+    assert popgym_suite.plot_name(7, tasks[:2], algorithms) == "popgym_r7_partial.png"
+
+
 def test_popgym_suite_seed_rule_asks_more_seeds_where_the_first_differ():
     from benchmarks import popgym_suite
 
