@@ -20,8 +20,10 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from benchmarks import harness
 
@@ -284,7 +286,7 @@ def zero_shot_table(jobs: list[tuple[str, str, int]], lengths: list[int]) -> str
     return "\n".join(rows)
 
 
-def saved_tmaze_models(jobs: list[tuple[str, str, int]]):
+def saved_tmaze_models(jobs: list[tuple[str, str, int]]) -> Iterator[tuple[str, str, int, Any]]:
     """(variant, task, seed, model) of every T-Maze job whose model zip is on disk."""
     from sb3_elmur import PPOELMUR
 
