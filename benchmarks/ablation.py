@@ -20,7 +20,6 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -166,9 +165,7 @@ def run_job(
     model.learn(spec["steps"], callback=[callback, *probes])
     wall = time.perf_counter() - start
     if model_path is not None:
-        model.save(model_path)
-        if spec.get("vec_normalize"):
-            env.save(str(model_path.with_suffix(".pkl")))
+        harness.save_model(model, model_path)
 
     eval_env = harness.make_env(
         spec.get("eval_env_id", spec["env_id"]), 8, spec.get("eval_env_kwargs", spec["env_kwargs"]), (), seed + 1000
@@ -258,24 +255,25 @@ def main() -> None:
                 f"| {task} | {variant} | {len(rows)} | {success} | {training} | {mean_return} | {reached} "
                 f"| {wall:.0f} |"
             )
-    if args.lengths:
-        print(zero_shot_table(jobs, args.lengths))
-    if args.probe_corridor:
-        print(imprint_table(jobs, args.probe_corridor))
+    if args.lengths or args.probe_corridor:
+        models = saved_tmaze_models(jobs)
+        if args.lengths:
+            print(zero_shot_table(models, args.lengths))
+        if args.probe_corridor:
+            print(imprint_table(models, args.probe_corridor))
 
 
-def zero_shot_table(jobs: list[tuple[str, str, int]], lengths: list[int]) -> str:
-    """Success at each PassiveTMaze corridor length of every T-Maze job whose model zip is on disk: 100 episodes
-    (evaluation seed, and the torch seed of the sampled actions: the job's + 2000), deterministic actions and, in
-    brackets, sampled ones."""
+def zero_shot_table(models: list[tuple[str, str, int, Any]], lengths: list[int]) -> str:
+    """Success of each saved T-Maze model (:func:`saved_tmaze_models`) at each PassiveTMaze corridor length: 100
+    episodes (evaluation seed, and the torch seed of the sampled actions: the job's + 2000), deterministic actions
+    and, in brackets, sampled ones."""
     import torch
 
     from benchmarks.tmaze_horizon import batched_success
 
-    torch.set_num_threads(1)
     header = " | ".join(f"corridor {n}" for n in lengths)
     rows = [f"\n| task | variant | seed | {header} |", "|---|---|---|" + "---|" * len(lengths)]
-    for variant, task, seed, model in saved_tmaze_models(jobs):
+    for variant, task, seed, model in models:
         cells = []
         for n in lengths:
             deterministic = batched_success(model, n, seed=seed + 2000)["success"]
@@ -286,27 +284,30 @@ def zero_shot_table(jobs: list[tuple[str, str, int]], lengths: list[int]) -> str
     return "\n".join(rows)
 
 
-def saved_tmaze_models(jobs: list[tuple[str, str, int]]) -> Iterator[tuple[str, str, int, Any]]:
-    """(variant, task, seed, model) of every T-Maze job whose model zip is on disk."""
+def saved_tmaze_models(jobs: list[tuple[str, str, int]]) -> list[tuple[str, str, int, Any]]:
+    """(variant, task, seed, model) of every T-Maze job whose model zip is on disk, loaded on the CPU (one torch
+    thread)."""
+    import torch
+
     from sb3_elmur import PPOELMUR
 
+    torch.set_num_threads(1)
+    models = []
     for variant, task, seed in jobs:
         path = result_path(variant, task, seed).with_suffix(".zip")
         if "TMaze" in TASKS[task]["env_id"] and path.exists():
-            yield variant, task, seed, PPOELMUR.load(path, device="cpu")
+            models.append((variant, task, seed, PPOELMUR.load(path, device="cpu")))
+    return models
 
 
-def imprint_table(jobs: list[tuple[str, str, int]], corridor_length: int) -> str:
-    """The cue's imprint on the actor's memory after each write (``separation`` of
-    :func:`benchmarks.tmaze_horizon.retention`: the distance between the mean memories of the two cues over the mean
-    memory's size) in 400 episodes at ``corridor_length``, deterministic actions."""
-    import torch
-
+def imprint_table(models: list[tuple[str, str, int, Any]], corridor_length: int) -> str:
+    """The cue's imprint on each saved T-Maze model's actor memory (:func:`saved_tmaze_models`) after each write
+    (``separation`` of :func:`benchmarks.tmaze_horizon.retention`: the distance between the mean memories of the two
+    cues over the mean memory's size) in 400 episodes at ``corridor_length``, deterministic actions."""
     from benchmarks.tmaze_horizon import record_memory, retention
 
-    torch.set_num_threads(1)
     rows = ["\n| task | variant | seed | the cue's imprint after writes 1, 2, 3, ... |", "|---|---|---|---|"]
-    for variant, task, seed, model in saved_tmaze_models(jobs):
+    for variant, task, seed, model in models:
         points = retention(*record_memory(model, corridor_length, 400, seed=3000))
         imprints = ", ".join(f"{point['separation']:.2f}" for point in points)
         rows.append(f"| {task} | {variant} | {seed} | {imprints} |")

@@ -580,17 +580,25 @@ def checkpoint_progress_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".checkpoint")
 
 
+def save_model(model, zip_path: Path) -> Path | None:
+    """Save the model as ``zip_path`` and, where it trains in a VecNormalize, its statistics beside it (``.pkl``,
+    whose path is returned; None without one)."""
+    model.save(zip_path)
+    env = model.get_env()
+    if not hasattr(env, "obs_rms"):
+        return None
+    pkl_path = zip_path.with_suffix(".pkl")
+    env.save(str(pkl_path))
+    return pkl_path
+
+
 def save_checkpoint(
     model, job: dict[str, Any], curve: list[dict], wall_s: float, resumed_at: list[int], model_path: Path
 ):
     """Model (with its optimizer), VecNormalize statistics and progress, so an interrupted job resumes here."""
     steps = int(model.num_timesteps)
     zip_path = model_path.with_name(f"{model_path.stem}.checkpoint-{steps}.zip")
-    model.save(zip_path)
-    env, pkl_path = model.get_env(), None
-    if hasattr(env, "obs_rms"):
-        pkl_path = zip_path.with_suffix(".pkl")
-        env.save(str(pkl_path))
+    pkl_path = save_model(model, zip_path)
     progress = dict(
         steps=steps,
         model=zip_path.name,
@@ -680,9 +688,7 @@ def run_job(
     model.learn(job["steps"] - model.num_timesteps, callback=callback, reset_num_timesteps=False)
     wall = wall_before + time.perf_counter() - start
     if model_path is not None:
-        model.save(model_path)
-        if job.get("normalize"):
-            env.save(str(model_path.with_suffix(".pkl")))
+        save_model(model, model_path)
     scores = evaluate(model, job, evaluation_env(job, env))
     if job.get("eval_both_modes"):  # also with the other kind of actions (a policy that must guess shows 0.5)
         other = {**job, "deterministic": not job["deterministic"]}

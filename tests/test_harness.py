@@ -543,7 +543,8 @@ def test_an_ablation_job_saves_its_model_and_asks_it_for_other_corridor_lengths_
     result = ablation.cached_job("tiny", "tiny_horizon", 0)
     saved = ablation.result_path("tiny", "tiny_horizon", 0).with_suffix(".zip")
     assert saved.exists() and 0 <= result["success"] <= 1
-    table = ablation.zero_shot_table([("tiny", "tiny_horizon", 0), ("tiny", "tiny_horizon", 1)], [2, 7])
+    models = ablation.saved_tmaze_models([("tiny", "tiny_horizon", 0), ("tiny", "tiny_horizon", 1)])
+    table = ablation.zero_shot_table(models, [2, 7])
     rows = table.strip().splitlines()
     assert rows[0] == "| task | variant | seed | corridor 2 | corridor 7 |"
     assert len(rows) == 3 and rows[2].startswith("| tiny_horizon | tiny | 0 | ")  # seed 1 has no saved model
@@ -551,6 +552,6 @@ def test_an_ablation_job_saves_its_model_and_asks_it_for_other_corridor_lengths_
     for cell in cells:  # "deterministic (sampled)", each a success rate of 100 episodes
         deterministic, sampled = cell.replace("(", "").replace(")", "").split()
         assert 0 <= float(deterministic) <= 1 and 0 <= float(sampled) <= 1
-    imprints = ablation.imprint_table([("tiny", "tiny_horizon", 0)], 9).strip().splitlines()
+    imprints = ablation.imprint_table(models, 9).strip().splitlines()
     assert imprints[2].startswith("| tiny_horizon | tiny | 0 | ")
     assert len(imprints[2].split("|")[4].split(",")) == 2  # segments of 4: writes after steps 4 and 8 of 9
