@@ -601,6 +601,7 @@ def save_checkpoint(
     pkl_path = save_model(model, zip_path)
     progress = dict(
         steps=steps,
+        budget=job["steps"],
         model=zip_path.name,
         vec_normalize=pkl_path.name if pkl_path else None,
         configuration=resolved_configuration(job),
@@ -883,6 +884,24 @@ def cached_results(name: str, results: Path = RESULTS) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((results / name).glob("*.json"))]
 
 
+def in_progress(name: str, results: Path = RESULTS) -> list[str]:
+    """One line per job of a benchmark with a checkpoint on this disk (started, not finished): its steps so far and
+    the training success (or mean return) of its last 100 training episodes."""
+    lines = []
+    for path in sorted((results / name).glob("*.checkpoint")):
+        progress = json.loads(path.read_text())
+        budget = f" of {progress['budget']:,}" if "budget" in progress else ""
+        curve = progress["curve"]  # one point per rollout: the mean over the last 100 training episodes
+        if not curve:
+            score = "no episode finished yet"
+        elif curve[-1].get("success") is None:
+            score = f"training mean return {curve[-1]['mean_return']:.3f}"
+        else:
+            score = f"training success {curve[-1]['success']:.2f}"
+        lines.append(f"{path.stem}: {progress['steps']:,}{budget} steps, {score}")
+    return lines
+
+
 def summary(result: dict) -> str:
     success = "" if result.get("success") is None else f"success {result['success']:.2f}, "
     return f"{success}mean return {result['mean_return']:.3f}, {result['wall_s']:.0f} s"
@@ -1090,6 +1109,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         results = run_jobs(jobs, args.name, args.results, args.progress_every, args.jobs, args.compile)
     print()
     print(markdown_table(results))
+    if running := in_progress(args.name, args.results):
+        print("\nIn progress (a checkpoint on this disk; the command that started a job resumes it):")
+        print("\n".join(f"- {line}" for line in running))
     for path in write_plots(results, args.results / args.name):
         print(f"plot: {path}")
 

@@ -130,6 +130,8 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert json.loads(record.read_text())["steps"] == 512 and harness.cached_result(job, "tiny", tmp_path) is None
     assert updates == [2]  # the checkpoint holds both rollouts' updates (n_epochs=1: one each)
     assert len(list(tmp_path.glob("tiny/*.checkpoint-*"))) == 1  # the 256-step checkpoint was replaced
+    (line,) = harness.in_progress("tiny", tmp_path)
+    assert line.startswith(f"{model_path.stem}: 512 of 768 steps, training success ")
     progress = json.loads(record.read_text())
     del progress["configuration"]["normalize_value_loss"]  # as if saved before the option (at its default) existed
     record.write_text(json.dumps(progress))
@@ -139,6 +141,7 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert result["resumed_at"] == [512] and result["steps_trained"] == 768
     assert [p["steps"] for p in result["curve"]] == [256, 512, 768]  # the first process's curve is kept
     assert not list(tmp_path.glob("tiny/*.checkpoint*")) and model_path.exists()
+    assert harness.in_progress("tiny", tmp_path) == []
     assert harness.load_model(job, "tiny", tmp_path)._n_updates == 3  # no rollout went untrained
 
 
