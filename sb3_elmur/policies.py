@@ -107,6 +107,8 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
             optimizer_kwargs,
         )
         self.segment_len = config.segment_len
+        if isinstance(self.action_dist, MultiCategoricalDistribution):  # numpy ints would enter torch.compile's graph
+            self.action_dist.action_dims = [int(n) for n in self.action_dist.action_dims]  # as tensors, not sizes
         # trunk 0 acts (and carries the value head unless there is a critic trunk); trunk 1 is the critic trunk
         n_trunks = 2 if config.separate_critic_trunk else 1
         self.trunks = nn.ModuleList(

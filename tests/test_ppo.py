@@ -1,8 +1,12 @@
 """PPOELMUR: the PPO update sees exactly the rollout's policy; predict, save and load behave as in SB3."""
 
+import logging
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.distributions import (
     BernoulliDistribution,
@@ -528,6 +532,33 @@ def test_compiled_update_equals_the_eager_one(device):
     with torch.no_grad():
         for a, b in zip(model.policy.evaluate_sequences(data), model._evaluate_sequences(data), strict=True):
             torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+
+
+class MultiDiscreteTMaze(gym.Wrapper):
+    """T-Maze whose action is a MultiDiscrete pair: the T-Maze's move and an unused second choice."""
+
+    def __init__(self, corridor_length: int = 10):
+        super().__init__(TMaze(corridor_length))
+        self.action_space = spaces.MultiDiscrete([self.env.action_space.n, 3])
+
+    def step(self, action):
+        return self.env.step(int(action[0]))
+
+
+@pytest.mark.slow  # compiles: minutes on 2 cores the first time (torch caches it on disk)
+def test_compiled_update_compiles_multidiscrete_actions(caplog):
+    """The update of a MultiDiscrete policy compiles whole: no graph of it fails in the backend and falls back to
+    eager (SB3 keeps the action's sizes as numpy ints, which the compiled graph would take as tensors)."""
+    env = make_vec_env(MultiDiscreteTMaze, n_envs=2, env_kwargs=dict(corridor_length=10), seed=1)
+    kwargs = dict(n_steps=16, batch_size=1000, n_epochs=2, sequence_segments=2, policy_kwargs=dict(TINY, n_layers=1))
+    model = PPOELMUR("ElmurPolicy", env, seed=0, compile_update=True, **kwargs)
+    dynamo_log = logging.getLogger("torch._dynamo")  # torch's loggers do not propagate to the root's handler
+    dynamo_log.addHandler(caplog.handler)
+    try:
+        model.learn(32)
+    finally:
+        dynamo_log.removeHandler(caplog.handler)
+    assert not [r for r in caplog.records if "Backend compiler exception" in r.getMessage()]
 
 
 @pytest.mark.slow  # compiles: a minute on 2 cores the first time (torch caches it on disk)
