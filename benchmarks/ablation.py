@@ -70,6 +70,8 @@ VARIANTS: dict[str, dict] = {
         "policy_kwargs": {"uniform_kl_coef": 0.003, "previous_action": True},
     },
     "segment_position": {"policy_kwargs": {"segment_position": True}},
+    # overrides a task's own segment_len: for the tasks that train with the default (cartpole, cartpole_novel)
+    "segment_len_32": {"policy_kwargs": {"segment_len": 32}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
