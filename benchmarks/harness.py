@@ -902,6 +902,13 @@ def in_progress(name: str, results: Path = RESULTS) -> list[str]:
     return lines
 
 
+def print_in_progress(name: str, results: Path = RESULTS) -> None:
+    """Print :func:`in_progress`'s lines under a heading, if any job of the benchmark is in progress."""
+    if running := in_progress(name, results):
+        print("\nIn progress (a checkpoint on this disk; the command that started a job resumes it):")
+        print("\n".join(f"- {line}" for line in running))
+
+
 def summary(result: dict) -> str:
     success = "" if result.get("success") is None else f"success {result['success']:.2f}, "
     return f"{success}mean return {result['mean_return']:.3f}, {result['wall_s']:.0f} s"
@@ -1109,9 +1116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         results = run_jobs(jobs, args.name, args.results, args.progress_every, args.jobs, args.compile)
     print()
     print(markdown_table(results))
-    if running := in_progress(args.name, args.results):
-        print("\nIn progress (a checkpoint on this disk; the command that started a job resumes it):")
-        print("\n".join(f"- {line}" for line in running))
+    print_in_progress(args.name, args.results)
     for path in write_plots(results, args.results / args.name):
         print(f"plot: {path}")
 

@@ -269,9 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         if missing:
             cells = ", ".join(f"{t.removesuffix('Easy')} ({', '.join(map(str, s))})" for t, s in missing.items())
             print(f"- {algorithm}: {cells}")
-    if running := harness.in_progress(name, args.results):
-        print("In progress (a checkpoint on this disk; the command that started a job resumes it):")
-        print("\n".join(f"- {line}" for line in running))
+    harness.print_in_progress(name, args.results)
     print()
     try:
         harness.pyplot()
