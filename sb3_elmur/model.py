@@ -6,9 +6,9 @@ One token per environment step: the step's features, embedded, plus a learned em
 its segment, ``t % L`` (``segment_position``). An episode is cut into segments of ``segment_len`` steps; step ``t``
 belongs to segment ``t // L``. Every layer, for the tokens of the current segment:
 
-1. causal self-attention over a sliding window of the last L steps (``sliding_window``; the keys and values of the
-   previous segment are cached, as in Transformer-XL) or over the current segment's tokens only, biased by the
-   relative distance ``i - j`` only;
+1. causal self-attention over a sliding window of the last W steps (``sliding_window``, W = ``attention_segments`` x L,
+   by default L; the keys and values of the W-1 steps before the segment are cached, as in Transformer-XL) or over
+   the current segment's tokens only, biased by the relative distance ``i - j`` only;
 2. read: the tokens attend to the layer memory, biased by the bucketed distance ``t - anchor``;
 3. a position-wise feed-forward;
 4. write, once the segment is complete: the memory attends to the layer's output tokens, a memory
@@ -16,7 +16,7 @@ belongs to segment ``t // L``. Every layer, for the tokens of the current segmen
 
 The same weights run two ways that give the same outputs: :meth:`ElmurTransformer.step` (one step of a batch
 of environments, with a per-layer cache of the attention window's keys and values and of the segment's outputs;
-cost O(L) per step, independent of t) and :meth:`ElmurTransformer.forward` (whole segments of a batch of
+cost O(W + L) per step, independent of t) and :meth:`ElmurTransformer.forward` (whole segments of a batch of
 sequences, each segment in one causal pass).
 """
 
@@ -47,9 +47,12 @@ class ElmurConfig:
     :param lru_alpha: LRU blend rate lambda in (0, 1]: weight of the new content when the oldest slot is rewritten
     :param memory_init: initial memory of each episode, ``"learned"`` (a trained parameter) or ``"zeros"``
     :param norm_first: pre-norm instead of post-norm on the token path
-    :param sliding_window: self-attention sees the last ``segment_len`` steps of the episode (each token and the L-1
-        before it, back into the previous segment, whose keys and values are cached) instead of the current
-        segment's tokens only, so recall of the last L steps does not hang on the memory at a segment boundary
+    :param sliding_window: self-attention sees the last W = ``attention_segments * segment_len`` steps of the
+        episode (each token and the W-1 before it, back into the previous segments, whose keys and values are cached)
+        instead of the current segment's tokens only, so recall of the last W steps does not hang on the memory at a
+        segment boundary
+    :param attention_segments: with ``sliding_window``, how many segments' length self-attention reaches back; the
+        memory is still written once per segment, and PPO still trains on whole segments
     :param memory_gradient: in training, let the PPO gradient flow from a segment back through the memory (and the
         previous segment's keys and values) written by the earlier segments of the same training sequence; if
         false they are detached
@@ -92,6 +95,7 @@ class ElmurConfig:
     memory_init: str = "learned"
     norm_first: bool = False
     sliding_window: bool = True
+    attention_segments: int = 1
     memory_gradient: bool = True
     separate_critic_trunk: bool = False
     actor_value_coef: float = 0.0
@@ -104,7 +108,7 @@ class ElmurConfig:
     previous_action_embedding: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len"):
+        for name in ("d_model", "n_layers", "n_heads", "memory_size", "segment_len", "attention_segments"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_heads != 0:
@@ -116,13 +120,21 @@ class ElmurConfig:
         for name in ("reconstruction_coef", "actor_value_coef", "uniform_kl_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.attention_segments != 1 and not self.sliding_window:
+            raise ValueError("attention_segments > 1 needs sliding_window=True (without it a token sees its segment)")
         if self.previous_action_embedding and not self.previous_action:
             raise ValueError("previous_action_embedding=True needs previous_action=True (the action it embeds)")
 
     @property
+    def window(self) -> int:
+        """W: the steps self-attention sees, each token and the W-1 before it (with ``sliding_window``; without it
+        a token sees its own segment's tokens up to it, at most ``segment_len``)."""
+        return self.attention_segments * self.segment_len
+
+    @property
     def previous_len(self) -> int:
-        """P: cached tokens of the previous segment that self-attention can see (L-1 with sliding_window, else 0)."""
-        return self.segment_len - 1 if self.sliding_window else 0
+        """P: cached tokens from before the segment that self-attention can see (W-1 with sliding_window, else 0)."""
+        return self.window - 1 if self.sliding_window else 0
 
 
 def episode_clock(step: torch.Tensor) -> torch.Tensor:
@@ -193,10 +205,11 @@ def retention_horizon(memory_size: int, segment_len: int, lru_alpha: float, eps:
 class ElmurState(NamedTuple):
     """Recurrent state of a batch of environments: per-layer memory and the segment cache.
 
-    ``keys`` and ``values`` hold the last P tokens of the previous segment (P = L-1 with ``sliding_window``, else 0),
-    then the first ``step % L`` tokens of the current segment; ``outputs`` holds the current segment's layer
-    outputs (for the write); ``step`` is the episode step of the next token; ``previous_action`` the action taken at
-    the step before it, as the next token's input sees it (A = 0 without ``previous_action``).
+    ``keys`` and ``values`` hold the last P tokens before the current segment (P = W-1 with ``sliding_window``, else
+    0; a token from before the episode's start is never attended to), then the first ``step % L`` tokens of the
+    current segment; ``outputs`` holds the current segment's layer outputs (for the write); ``step`` is the episode
+    step of the next token; ``previous_action`` the action taken at the step before it, as the next token's input
+    sees it (A = 0 without ``previous_action``).
     """
 
     memory: torch.Tensor  # (B, n, M, d)
@@ -209,7 +222,7 @@ class ElmurState(NamedTuple):
 
 
 class SegmentStart(NamedTuple):
-    """What a segment needs from before it: the memory and the previous segment's keys and values (P of them)."""
+    """What a segment needs from before it: the memory and the keys and values of the P steps before it."""
 
     memory: torch.Tensor  # (B, n, M, d)
     anchors: torch.Tensor  # (B, n, M)
@@ -262,7 +275,7 @@ class ElmurLayer(nn.Module):
         self.norm_self, self.norm_read, self.norm_ff, self.norm_write, self.norm_memory_ff = (
             nn.LayerNorm(d) for _ in range(5)
         )
-        self.self_bias = nn.Parameter(torch.zeros(h, config.segment_len))  # by distance i - j < L, query to key
+        self.self_bias = nn.Parameter(torch.zeros(h, config.window))  # by distance i - j < W, query to key
         self.read_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))  # by bucket of t - anchor
         self.write_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))
 
@@ -378,14 +391,15 @@ class ElmurTransformer(nn.Module):
 
     def step(self, features: torch.Tensor, state: ElmurState) -> tuple[torch.Tensor, ElmurState]:
         """One environment step for a batch: features (B, input_dim) -> outputs (B, d) and the next state."""
-        L, P = self.config.segment_len, self.config.previous_len
+        L, P, W = self.config.segment_len, self.config.previous_len, self.config.window
         pos = state.step % L  # (B,) position in the segment
         completes = pos == L - 1  # these envs finish their segment with this step: write
-        # cached keys at in-segment positions -P..L-2, then this token; only the last L steps of this episode
+        # cached keys at in-segment positions -P..L-2, then this token; only the last W steps of this episode
         key_pos = torch.arange(-P, L, device=pos.device).expand(len(pos), -1).clone()  # (B, P + L)
         key_pos[:, -1] = pos
         distance = pos[:, None] - key_pos
-        masked = (distance <= 0) | (distance >= L) | ((key_pos < 0) & (state.step < L)[:, None])
+        before_episode = (state.step - pos)[:, None] + key_pos < 0
+        masked = (distance <= 0) | (distance >= W) | before_episode
         masked[:, -1] = False  # the token itself
         self_bias_args = (distance[:, None], masked[:, None])
         read_bucket = distance_bucket(state.step[:, None, None] - state.anchors, state.anchors < 0)  # (B, n, M)
@@ -434,13 +448,13 @@ class ElmurTransformer(nn.Module):
         of the next.
 
         :param features: (B, S, L, input_dim) tokens; in each segment, padding only after the valid tokens
-        :param start: memory, anchors and previous segment's keys and values at the start of each sequence
+        :param start: memory, anchors and the keys and values of the P steps before each sequence
         :param start_step: (B, S) episode step of each segment's first token (a multiple of L; -1 for padding)
         :param episode_start: (B, S) true where a segment begins an episode
         :param valid: (B, S, L) true for real tokens
         :param write_last: also write the memory of the last segment (needed only by who reads the memory after it)
         :return: outputs (B, S, L, d), the memory after each segment (B, S, n, M, d) and what a segment after the last
-            one starts from (memory, anchors, the last segment's keys and values)
+            one starts from (memory, anchors, the keys and values of the last P steps)
         """
         S, L = features.shape[1:3]
         P, initial = self.config.previous_len, self.initial_memory
@@ -454,16 +468,14 @@ class ElmurTransformer(nn.Module):
             fresh = episode_start[:, s]
             memory = torch.where(fresh[:, None, None, None], initial, memory)
             anchors = anchors.masked_fill(fresh[:, None, None], -1)
-            h, written, keys, values = self._segment_pass(
-                x[:, s], steps, fresh, memory, anchors, prev_keys, prev_values
-            )
+            h, written, keys, values = self._segment_pass(x[:, s], steps, memory, anchors, prev_keys, prev_values)
             if s < S - 1 or write_last:
                 new_memory, new_anchors = self._write(memory, anchors, written, steps)
                 memory = torch.where(complete[:, None, None, None], new_memory, memory)
                 anchors = torch.where(complete[:, None, None], new_anchors, anchors)
             outputs.append(h)
             memories.append(memory)
-            prev_keys, prev_values = keys[:, :, L - P :], values[:, :, L - P :]
+            prev_keys, prev_values = _last_tokens(prev_keys, keys, P), _last_tokens(prev_values, values, P)
             if not self.config.memory_gradient:  # the next segment reads them without a gradient path to here
                 memory, prev_keys, prev_values = memory.detach(), prev_keys.detach(), prev_values.detach()
         end = SegmentStart(memory, anchors, prev_keys, prev_values)
@@ -481,11 +493,8 @@ class ElmurTransformer(nn.Module):
         positions = torch.arange(features.shape[1], device=features.device)
         steps = (state.step - prefix_len)[:, None] + positions  # (B, L-1)
         prev_keys, prev_values = state.keys[:, :, :P], state.values[:, :, :P]
-        fresh = steps[:, 0] == 0  # the episode's first segment: no previous one
         x = self._tokens(features, steps)
-        _, outputs, keys, values = self._segment_pass(
-            x, steps, fresh, state.memory, state.anchors, prev_keys, prev_values
-        )
+        _, outputs, keys, values = self._segment_pass(x, steps, state.memory, state.anchors, prev_keys, prev_values)
         seen = (positions < prefix_len[:, None])[:, None, :, None]  # (B, 1, L-1, 1): the tokens of the segment so far
         return state._replace(
             keys=torch.cat([prev_keys, torch.where(seen, keys, state.keys[:, :, P:])], 2),
@@ -497,24 +506,24 @@ class ElmurTransformer(nn.Module):
         self,
         x: torch.Tensor,
         steps: torch.Tensor,
-        fresh: torch.Tensor,
         memory: torch.Tensor,
         anchors: torch.Tensor,
         prev_keys: torch.Tensor,
         prev_values: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Tokens x (B, T, d) of one segment (T <= L, at episode steps (B, T)) through every layer: each attends
-        causally to the last L steps (the previous segment's P keys and values (B, n, P, d) too, unless ``fresh``
-        (B,) begins an episode) and reads the memory (B, n, M, d) with its anchors (B, n, M).
+        causally to the last W steps (the keys and values (B, n, P, d) of the P steps before the segment too, those
+        of this episode) and reads the memory (B, n, M, d) with its anchors (B, n, M).
 
         :return: the last layer's outputs (B, T, d), and every layer's outputs, keys and values (B, n, T, d) each
         """
-        T, L, P = x.shape[1], self.config.segment_len, self.config.previous_len
+        T, P, W = x.shape[1], self.config.previous_len, self.config.window
         positions = torch.arange(T, device=x.device)
         key_pos = torch.arange(-P, T, device=x.device)
         distance = (positions[:, None] - key_pos[None])[None]  # (1, T, P + T)
-        # causal, within the last L steps, and no previous segment at an episode start: (B, T, P + T)
-        masked = (distance < 0) | (distance >= L) | ((key_pos < 0) & fresh[:, None])[:, None]
+        # causal, within the last W steps, and none from before the episode's start: (B, T, P + T)
+        before_episode = (key_pos < 0) & (steps[:, :1] + key_pos < 0)  # (B, P + T)
+        masked = (distance < 0) | (distance >= W) | before_episode[:, None]
         read_bucket = distance_bucket(steps[:, None, :, None] - anchors[:, :, None], (anchors < 0)[:, :, None])
         written, keys, values = [], [], []
         for i, layer in enumerate(self.layers):
@@ -555,17 +564,23 @@ def _cache_token(
     cache: torch.Tensor, token: torch.Tensor, pos: torch.Tensor, P: int, completes: torch.Tensor | None
 ) -> torch.Tensor:
     """Store each env's token (B, n, d) in its cache (B, n, P + L-1, d) at slot P + pos; where the segment
-    completes (``completes`` (B,), None where no env does), the segment (its L-1 cached tokens and this one) becomes
-    the previous segment (its last P tokens)."""
+    completes (``completes`` (B,), None where no env does), the last P tokens of the cache and this one become the
+    tokens before the next segment."""
     if cache.shape[2] == 0:
         return cache
     slot = (P + pos.clamp(max=cache.shape[2] - P - 1)).view(-1, 1, 1, 1).expand(-1, cache.shape[1], 1, cache.shape[3])
     stored = cache.scatter(2, slot, token[:, :, None])
     if P == 0 or completes is None:  # (P == 0: a completed segment's cache is stale, the next overwrites it)
         return stored
-    segment = torch.cat([cache[:, :, P:], token[:, :, None]], 2)  # (B, n, L, d)
-    shifted = torch.cat([segment[:, :, -P:], cache[:, :, P:]], 2)
+    shifted = torch.cat([_last_tokens(cache, token[:, :, None], P), cache[:, :, P:]], 2)
     return torch.where(completes[:, None, None, None], shifted, stored)
+
+
+def _last_tokens(before: torch.Tensor, tokens: torch.Tensor, P: int) -> torch.Tensor:
+    """The last P tokens (B, n, P, d) of ``before`` (B, n, Tb, d) followed by ``tokens`` (B, n, T, d)."""
+    if P <= tokens.shape[2]:
+        return tokens[:, :, tokens.shape[2] - P :]
+    return torch.cat([before, tokens], 2)[:, :, -P:]
 
 
 class MemoryReconstruction(nn.Module):

@@ -18,17 +18,24 @@ CONFIG = dict(
 )
 
 
+# self-attention's reach, as (sliding_window, attention_segments): the current segment only; the last L steps (the
+# default); the last 3L steps (over three previous segments)
+WINDOWS = {"segment": (False, 1), "L": (True, 1), "3L": (True, 3)}
+
+
 def make_model(
-    norm_first: bool, memory_size: int, segment_len: int = 4, sliding_window: bool = True, step_feature: str = ""
+    norm_first: bool, memory_size: int, segment_len: int = 4, window: str = "L", step_feature: str = ""
 ) -> ElmurTransformer:
-    """``step_feature``: which of "episode_clock", "segment_position" and "previous_action_embedding" (the last 2 of
-    the 5 features then are the previous action) is on ("": none)."""
+    """``window``: a key of ``WINDOWS`` (for L = 4). ``step_feature``: which of "episode_clock", "segment_position"
+    and "previous_action_embedding" (the last 2 of the 5 features then are the previous action) is on ("": none)."""
     torch.manual_seed(0)
     config = dict(CONFIG, memory_size=memory_size, segment_len=segment_len, norm_first=norm_first)
     config.update(episode_clock=step_feature == "episode_clock", segment_position=step_feature == "segment_position")
     embeds_action = step_feature == "previous_action_embedding"
     config.update(previous_action=embeds_action, previous_action_embedding=embeds_action)
-    model = ElmurTransformer(5, ElmurConfig(**config, sliding_window=sliding_window), 2 if embeds_action else 0)
+    sliding_window, attention_segments = WINDOWS[window]
+    config.update(sliding_window=sliding_window, attention_segments=attention_segments)
+    model = ElmurTransformer(5, ElmurConfig(**config), 2 if embeds_action else 0)
     with torch.no_grad():  # make every bias, the initial memory and the position embedding matter
         for name, p in model.named_parameters():
             if ("bias" in name and p.dim() == 2) or name in ("initial_memory", "position.weight"):
@@ -55,14 +62,12 @@ def fresh_start(model: ElmurTransformer, batch_size: int) -> SegmentStart:
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("memory_size", [1, 2, 8])  # fewer slots than segments (blends) and more (only replacements)
-@pytest.mark.parametrize("sliding_window", [True, False])
+@pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("step_feature", ["", "episode_clock", "segment_position", "previous_action_embedding"])
-def test_step_mode_equals_segment_mode(
-    norm_first: bool, memory_size: int, sliding_window: bool, step_feature: str, device: str
-):
+def test_step_mode_equals_segment_mode(norm_first: bool, memory_size: int, window: str, step_feature: str, device: str):
     L, S, B = 4, 6, 3
     T = 5 * L + 2  # five whole segments and a partial one
-    model = make_model(norm_first, memory_size, L, sliding_window, step_feature).to(device)
+    model = make_model(norm_first, memory_size, L, window, step_feature).to(device)
     with torch.device(device):  # every tensor below is made on the device
         features = torch.randn(B, T, 5)
         step_outputs, step_state = run_steps(model, features)
@@ -91,12 +96,12 @@ def test_step_mode_equals_segment_mode(
         assert torch.equal(step_state.step, torch.full((B,), T))
 
 
-@pytest.mark.parametrize("sliding_window", [True, False])
-def test_segment_mode_ends_where_step_mode_starts_the_next_segment(sliding_window: bool):
+@pytest.mark.parametrize("window", WINDOWS)
+def test_segment_mode_ends_where_step_mode_starts_the_next_segment(window: str):
     """After whole segments, segment mode returns the memory and the window's keys and values that step mode holds
     at the next segment's start: a later call can continue from there."""
     L, S, B = 4, 3, 2
-    model = make_model(False, 2, L, sliding_window)
+    model = make_model(False, 2, L, window)
     features = torch.randn(B, S * L, 5)
     _, state = run_steps(model, features)
     start_step = (torch.arange(S) * L).expand(B, S)
@@ -107,7 +112,7 @@ def test_segment_mode_ends_where_step_mode_starts_the_next_segment(sliding_windo
     expected = model.segment_start(state)
     for name, a, b in zip(end._fields, end, expected, strict=True):
         assert a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-5), name
-    assert end.keys.shape[2] == (L - 1 if sliding_window else 0)
+    assert end.keys.shape[2] == model.config.previous_len == {"segment": 0, "L": 3, "3L": 11}[window]
 
 
 def advance_where(mask: torch.Tensor, stepped: ElmurState, state: ElmurState) -> ElmurState:
@@ -117,12 +122,12 @@ def advance_where(mask: torch.Tensor, stepped: ElmurState, state: ElmurState) ->
     )
 
 
-@pytest.mark.parametrize("sliding_window", [True, False])
-def test_replay_segment_equals_stepping_the_segment_so_far_with_new_weights(sliding_window: bool):
+@pytest.mark.parametrize("window", WINDOWS)
+def test_replay_segment_equals_stepping_the_segment_so_far_with_new_weights(window: str):
     """A rollout begins mid-segment: ``replay_segment`` recomputes the segment's cache in one pass, as stepping its
     tokens again (from the same memory and previous segment) with the changed weights gives it."""
     L, B = 4, 4
-    model = make_model(False, 2, L, sliding_window)
+    model = make_model(False, 2, L, window)
     lengths = torch.tensor([5, 8, 10, 3])  # 1, 0, 2 and 3 steps into a segment (the last env: its first segment)
     features = torch.randn(B, int(lengths.max()), 5)
     state = model.initial_state(B)
@@ -145,13 +150,13 @@ def test_replay_segment_equals_stepping_the_segment_so_far_with_new_weights(slid
     assert (change[prefix > 0] > 1e-2).all() and (change[prefix == 0] == 0).all()  # the old cache was stale
 
 
-@pytest.mark.parametrize("sliding_window", [True, False])
-def test_segment_mode_restarts_memory_at_an_episode_start(sliding_window: bool):
+@pytest.mark.parametrize("window", WINDOWS)
+def test_segment_mode_restarts_memory_at_an_episode_start(window: str):
     """One sequence may hold the end of an episode and the next one: the new episode starts from fresh memory (and
     does not attend to the previous episode's last segment); a sequence that starts mid-episode continues from
     the state stored at its start."""
     L = 4
-    model = make_model(False, 2, L, sliding_window)
+    model = make_model(False, 2, L, window)
     first, second = torch.randn(1, 3 * L, 5), torch.randn(1, L + 2, 5)
     _, first_state = run_steps(model, first)  # memory after 3 writes
     second_outputs, _ = run_steps(model, second)  # a fresh episode
@@ -234,6 +239,8 @@ def test_distance_buckets_are_monotone_and_bounded():
         (dict(memory_init="random"), "memory_init"),
         (dict(reconstruction_coef=-1.0), "reconstruction_coef"),
         (dict(previous_action_embedding=True), "needs previous_action=True"),
+        (dict(attention_segments=0), "attention_segments"),
+        (dict(attention_segments=2, sliding_window=False), "needs sliding_window=True"),
     ],
 )
 def test_invalid_configuration_raises(kwargs, message):
