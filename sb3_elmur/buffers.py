@@ -25,7 +25,7 @@ class ElmurSequenceSamples(NamedTuple):
     returns: th.Tensor
     previous_actions: th.Tensor  # (B * S * L, A) the action taken at the step before each token (its input)
     loss_mask: th.Tensor  # (B * S * L,) true for steps of this rollout (not padding, not the previous rollout's)
-    start: SegmentStart  # memory, anchors and the previous segment's keys and values at each sequence start
+    start: SegmentStart  # memory, anchors and the cached keys and values before each sequence
     start_step: th.Tensor  # (B, S) episode step of each segment's first token
     episode_start: th.Tensor  # (B, S) the segment begins an episode
     valid: th.Tensor  # (B, S, L) real tokens
@@ -36,7 +36,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
 
     Besides SB3's per-step data it keeps, per step, the episode step of the observation; per environment, the
     observations of the current segment so far (carried from one rollout to the next: the next rollout's "prefix");
-    and the :class:`~sb3_elmur.model.SegmentStart` (memory, previous segment's keys and values) at the start of
+    and the :class:`~sb3_elmur.model.SegmentStart` (memory, the cached keys and values before it) at the start of
     every segment the rollout touches. :meth:`get` cuts each environment's rollout (after its prefix, which
     carries no loss) into segments on each episode's own grid, groups ``sequence_segments`` consecutive segments
     into a training sequence, and yields shuffled minibatches of whole sequences (as many minibatches as SB3's PPO
@@ -115,7 +115,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
         self.prefix_previous_actions = self.segment_previous_actions.copy()
 
     def add_segment_starts(self, start: SegmentStart, episode_step: np.ndarray) -> None:
-        """Store the segment start (memory, previous segment's keys and values) of the environments whose segment
+        """Store the segment start (memory, the cached keys and values before it) of the environments whose segment
         starts at this step (all of them at the rollout's first step)."""
         envs = np.arange(self.n_envs) if self.pos == 0 else np.flatnonzero(episode_step % self.segment_len == 0)
         if len(envs) == 0:
@@ -171,7 +171,7 @@ class ElmurRolloutBuffer(RolloutBuffer):
         Segments follow the episodes' own grid (step t in segment t // L), so an episode start opens a new segment;
         the previous rollout's steps of the first segment (the prefix) are included without loss. Each sequence
         gets its token index (into the flat per-step arrays), per-segment start step and episode-start flag, and
-        the stored segment start (memory, previous segment's keys and values) at its first segment.
+        the stored segment start (memory, the cached keys and values before it) at its first segment.
         """
         L, S, T, E = self.segment_len, self.sequence_segments, self.buffer_size, self.n_envs
         n_tokens = T * E  # flat index e * T + i for step i of env e; then the prefixes; then one padding row

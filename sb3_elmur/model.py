@@ -54,7 +54,7 @@ class ElmurConfig:
     :param attention_segments: with ``sliding_window``, how many segments' length self-attention reaches back; the
         memory is still written once per segment, and PPO still trains on whole segments
     :param memory_gradient: in training, let the PPO gradient flow from a segment back through the memory (and the
-        previous segment's keys and values) written by the earlier segments of the same training sequence; if
+        cached keys and values) written by the earlier segments of the same training sequence; if
         false they are detached
     :param separate_critic_trunk: give the value function its own ELMUR trunk (and memory) instead of a value head
         on the actor's trunk

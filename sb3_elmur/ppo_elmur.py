@@ -86,8 +86,8 @@ class PPOELMUR(OnPolicyAlgorithm):
         behind this default is in the documentation's results page)
     :param ent_coef: entropy coefficient; 0.01 by default (SB3's PPO: 0), which keeps the choices that only memory
         can inform explored until the memory informs them (measured on the T-Maze: results page)
-    :param sequence_segments: segments per training sequence. Each sequence starts from the memory (and the previous
-        segment's keys and values) stored during the rollout and runs its segments in order, so the memory written by
+    :param sequence_segments: segments per training sequence. Each sequence starts from the memory (and the cached
+        keys and values before it) stored during the rollout and runs its segments in order, so the memory written by
         one segment is read by the next
         (with gradient when the policy's ``memory_gradient`` is on)
     :param normalize_value_loss: divide the value loss by the variance of the returns (SB3's ``RunningMeanStd`` over
