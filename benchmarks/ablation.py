@@ -73,6 +73,8 @@ VARIANTS: dict[str, dict] = {
     # overrides a task's own segment_len: for the tasks that train with the default (cartpole, cartpole_novel)
     "segment_len_32": {"policy_kwargs": {"segment_len": 32}},
     "attention_segments_2": {"policy_kwargs": {"attention_segments": 2}},
+    "recency_bias": {"policy_kwargs": {"recency_bias": True}},
+    "attention_segments_2_recency_bias": {"policy_kwargs": {"attention_segments": 2, "recency_bias": True}},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,

@@ -53,6 +53,9 @@ class ElmurConfig:
         segment boundary
     :param attention_segments: with ``sliding_window``, how many segments' length self-attention reaches back; the
         memory is still written once per segment, and PPO still trains on whole segments
+    :param recency_bias: start the self-attention bias of head h (of H) at ``-distance * 2 ** (-8 * h / H)``
+        instead of 0, so that before training the first head looks mostly at the last few steps and the others
+        further back (as ALiBi's slopes), rather than every head averaging the whole window; the bias is learned
     :param memory_gradient: in training, let the PPO gradient flow from a segment back through the memory (and the
         cached keys and values) written by the earlier segments of the same training sequence; if
         false they are detached
@@ -96,6 +99,7 @@ class ElmurConfig:
     norm_first: bool = False
     sliding_window: bool = True
     attention_segments: int = 1
+    recency_bias: bool = False
     memory_gradient: bool = True
     separate_critic_trunk: bool = False
     actor_value_coef: float = 0.0
@@ -276,6 +280,9 @@ class ElmurLayer(nn.Module):
             nn.LayerNorm(d) for _ in range(5)
         )
         self.self_bias = nn.Parameter(torch.zeros(h, config.window))  # by distance i - j < W, query to key
+        if config.recency_bias:
+            slopes = 2.0 ** (-8.0 * torch.arange(h) / h)  # (H,) 1 for the first head, then smaller
+            self.self_bias.data = -slopes[:, None] * torch.arange(config.window)
         self.read_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))  # by bucket of t - anchor
         self.write_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))
 

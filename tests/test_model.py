@@ -279,6 +279,18 @@ def test_episode_clock_is_periodic_and_tells_steps_apart():
     assert torch.cdist(features, features).add(torch.eye(longest)).min() > 0.1  # every step of a period its own
 
 
+def test_recency_bias_starts_attention_on_the_last_steps():
+    """With ``recency_bias`` a fresh model's first head gives most of its self-attention to the last few steps, and
+    every head less to a farther step; without it every head starts flat over the window."""
+    config = dict(CONFIG, n_heads=4, attention_segments=2)
+    flat = ElmurTransformer(5, ElmurConfig(**config)).layers[0].self_bias
+    bias = ElmurTransformer(5, ElmurConfig(**config, recency_bias=True)).layers[0].self_bias
+    assert flat.shape == bias.shape == (4, 8) and (flat == 0).all()
+    assert (bias.diff(dim=1) < 0).all() and (bias.diff(dim=0) > 0)[:, 1:].all()  # by distance, and by head
+    weights = bias.softmax(dim=1)  # attention to the distances 0..7, before the keys' content is learned
+    assert weights[0, :3].sum() > 0.9 and weights[-1].max() < 0.2
+
+
 def test_segment_position_starts_small():
     """The position embedding starts as small as the learned memory: a token's observation, not its position, is
     what a fresh model sees (the T-Maze within one segment is lost on some seeds with a unit-scale embedding)."""
