@@ -279,10 +279,9 @@ class ElmurLayer(nn.Module):
         self.norm_self, self.norm_read, self.norm_ff, self.norm_write, self.norm_memory_ff = (
             nn.LayerNorm(d) for _ in range(5)
         )
-        self.self_bias = nn.Parameter(torch.zeros(h, config.window))  # by distance i - j < W, query to key
-        if config.recency_bias:
-            slopes = 2.0 ** (-8.0 * torch.arange(h) / h)  # (H,) 1 for the first head, then smaller
-            self.self_bias.data = -slopes[:, None] * torch.arange(config.window)
+        # by distance i - j < W, query to key; with recency_bias sloping down, 1 per step for the first head
+        slopes = 2.0 ** (-8.0 * torch.arange(h) / h) if config.recency_bias else torch.zeros(h)  # (H,)
+        self.self_bias = nn.Parameter(-slopes[:, None] * torch.arange(config.window))
         self.read_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))  # by bucket of t - anchor
         self.write_bias = nn.Parameter(torch.zeros(h, N_BUCKETS))
 
