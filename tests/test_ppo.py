@@ -74,6 +74,7 @@ def rollout_log_prob_error(model: PPOELMUR) -> tuple[float, float]:
         (TMaze, "ElmurPolicy", dict(previous_action=True)),
         (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True, sliding_window=False)),
         (TMaze, "ElmurPolicy", dict(previous_action=True, previous_action_embedding=True)),
+        (TMaze, "ElmurPolicy", dict(attention_segments=3, recency_bias=True)),
         (DictTMaze, "MultiInputElmurPolicy", {}),
         (DictTMaze, "MultiInputElmurPolicy", dict(sliding_window=False)),
         (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True)),
@@ -98,6 +99,7 @@ def test_ppo_update_is_exact(env_class, policy, policy_kwargs, device):
         (TMaze, "ElmurPolicy", {}),
         (TMaze, "ElmurPolicy", dict(previous_action=True, separate_critic_trunk=True)),
         (TMaze, "ElmurPolicy", dict(segment_position=False)),
+        (TMaze, "ElmurPolicy", dict(attention_segments=3)),
         (DictTMaze, "MultiInputElmurPolicy", dict(previous_action=True, previous_action_embedding=True)),
     ],
 )
