@@ -49,9 +49,9 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
     SB3's arguments keep their meaning (see ``ActorCriticPolicy``); ``net_arch`` is the MLP on the trunk output.
 
     :param elmur_kwargs: the ELMUR knobs (``d_model``, ``n_layers``, ``n_heads``, ``memory_size``, ``segment_len``,
-        ``lru_alpha``, ``memory_init``, ``norm_first``, ``sliding_window``, ``attention_segments``, ``memory_gradient``,
-        ``separate_critic_trunk``, ``actor_value_coef``, ``features_skip``, ``reconstruction_coef``,
-        ``uniform_kl_coef``, ``episode_clock``, ``segment_position``, ``previous_action``,
+        ``lru_alpha``, ``memory_init``, ``norm_first``, ``sliding_window``, ``attention_segments``, ``recency_bias``,
+        ``memory_gradient``, ``separate_critic_trunk``, ``actor_value_coef``, ``features_skip``,
+        ``reconstruction_coef``, ``uniform_kl_coef``, ``episode_clock``, ``segment_position``, ``previous_action``,
         ``previous_action_embedding``): see :class:`~sb3_elmur.model.ElmurConfig`, which holds their meaning, defaults
         and validation
     """

@@ -19,7 +19,7 @@ CONFIG = dict(
 
 
 # self-attention's reach, as (sliding_window, attention_segments): the current segment only; the last L steps (the
-# default); the last 3L steps (over three previous segments)
+# default); the last 3L steps (back over two whole previous segments and into a third)
 WINDOWS = {"segment": (False, 1), "L": (True, 1), "3L": (True, 3)}
 
 
