@@ -330,11 +330,11 @@ class ElmurActorCriticPolicy(ActorCriticPolicy):
                 write_last=reconstruct,  # otherwise the memory after the sequence is not used
             )
             outputs.append(y.reshape(B * S * L, -1))
-            complete = batch.valid.all(dim=-1)  # (B, S) segments that wrote memory
-            if reconstruct and self.reconstruction is not None and complete.any():
-                decoded = self.reconstruction(memories[complete])  # (K, L, features_dim)
-                loss = F.mse_loss(decoded, trunk_features[complete].detach())
-                auxiliary_loss = self.config.reconstruction_coef * loss
+            if reconstruct and self.reconstruction is not None:  # every segment decoded, complete ones scored
+                decoded = self.reconstruction(memories.flatten(0, 1))  # (B * S, L, features_dim)
+                errors = (decoded - trunk_features.flatten(0, 1).detach()).pow(2).mean(dim=(1, 2))  # (B * S,)
+                complete = batch.valid.all(dim=-1).flatten()  # segments that wrote memory
+                auxiliary_loss = self.config.reconstruction_coef * masked_mean(errors, complete)
         heads_input = self._heads_input(outputs, features)
         critic_input = heads_input[-1]
         if len(self.trunks) == 1:
@@ -437,7 +437,7 @@ class ScaleGradient(th.autograd.Function):
 def masked_mean(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
     """The mean of ``values`` over the steps where ``mask`` is true, with no data-dependent shape (it compiles)."""
     weights = mask.to(values.dtype)
-    return (values * weights).sum() / weights.sum()
+    return (values * weights).sum() / weights.sum().clamp(min=1)  # 0 where the mask is all false
 
 
 def kl_from_uniform(distribution: Distribution) -> th.Tensor:

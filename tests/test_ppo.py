@@ -563,6 +563,21 @@ def test_compiled_update_compiles_multidiscrete_actions(caplog):
     assert not [r for r in caplog.records if "Backend compiler exception" in r.getMessage()]
 
 
+@pytest.mark.slow  # compiles: minutes on 2 cores the first time (torch caches it on disk)
+def test_compiled_update_with_reconstruction_compiles_once():
+    """The reconstruction loss has no data-dependent shape: minibatches with different numbers of complete segments
+    run through the graph the first update compiled, none is compiled again."""
+    from torch._dynamo.utils import counters
+
+    env = make_vec_env(TMaze, n_envs=4, env_kwargs=dict(corridor_length=20), seed=0)
+    kwargs = dict(n_steps=64, batch_size=64, n_epochs=2, policy_kwargs=dict(TINY, reconstruction_coef=0.1))
+    model = PPOELMUR("ElmurPolicy", env, seed=0, compile_update=True, **kwargs).learn(256)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs > 0
+    model.learn(1024, reset_num_timesteps=False)  # episodes end at other places in these rollouts
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 @pytest.mark.slow  # compiles: a minute on 2 cores the first time (torch caches it on disk)
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 def test_compiled_acting_equals_the_eager_one(tmp_path, device):
