@@ -160,6 +160,15 @@ class PreviousActionReward(gym.Wrapper):
         return self._extend(obs, action_vector, float(reward)), reward, terminated, truncated, info
 
 
+def popgym_previous_action(env: gym.Env) -> gym.Env:
+    """POPGym's own observation in its paper's experiments: the previous action (POPGym's null action before the
+    first) and a flag for the episode's first step, appended by POPGym's ``PreviousAction`` inside ``Antialias``.
+    Put it before :class:`FloatBoxObservation`, which flattens the result (discrete actions one-hot)."""
+    from popgym.wrappers import Antialias, PreviousAction
+
+    return Antialias(PreviousAction(env.unwrapped))
+
+
 def minigrid_rgb_partial_view(env: gym.Env) -> gym.Env:
     """MiniGrid's standard wrappers for the agent's own partial view as an RGB image (56x56x3 for the 7x7 view),
     without the mission string; success reported as ``is_success``."""
@@ -171,12 +180,16 @@ def minigrid_rgb_partial_view(env: gym.Env) -> gym.Env:
 WRAPPERS: dict[str, Callable[[gym.Env], gym.Env]] = {
     "float_box": FloatBoxObservation,
     "prev_action_reward": PreviousActionReward,
+    "popgym_previous_action": popgym_previous_action,
     "minigrid_rgb_partial": minigrid_rgb_partial_view,
 }
+# the wrappers that need the env itself rather than the Monitor around it: first in a job's list, inside the Monitor
+INSIDE_MONITOR = frozenset({"popgym_previous_action"})
 
 
 def make_env(env_id: str, n_envs: int, env_kwargs: dict, wrappers: Sequence[str], seed: int, vec_env_cls=None):
-    """A VecEnv of ``n_envs`` Monitor-wrapped copies of the env, each then wrapped with ``wrappers`` in order."""
+    """A VecEnv of ``n_envs`` Monitor-wrapped copies of the env, each then wrapped with ``wrappers`` in order (those of
+    :data:`INSIDE_MONITOR` come first in the list and go inside the Monitor)."""
     from stable_baselines3.common.env_util import make_vec_env
 
     if env_id.startswith("popgym-"):
@@ -186,13 +199,28 @@ def make_env(env_id: str, n_envs: int, env_kwargs: dict, wrappers: Sequence[str]
     if env_id.startswith("MiniGrid-"):
         import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 
+    inner = [name for name in wrappers if name in INSIDE_MONITOR]
+    if list(wrappers[: len(inner)]) != inner:
+        raise ValueError(f"wrappers {list(wrappers)}: {inner} wrap the env itself and must come first")
+
+    def make(**kwargs) -> gym.Env:
+        env = gym.make(env_id, **kwargs)
+        for name in inner:
+            env = WRAPPERS[name](env)
+        return env
+
     def wrap(env: gym.Env) -> gym.Env:
-        for name in wrappers:
+        for name in wrappers[len(inner) :]:
             env = WRAPPERS[name](env)
         return env
 
     return make_vec_env(
-        env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrap, vec_env_cls=vec_env_cls
+        make if inner else env_id,
+        n_envs=n_envs,
+        seed=seed,
+        env_kwargs=env_kwargs,
+        wrapper_class=wrap,
+        vec_env_cls=vec_env_cls,
     )
 
 

@@ -4,6 +4,7 @@
     python -m benchmarks.popgym_suite                                  # every Easy task, 500k steps, seed 0
     python -m benchmarks.popgym_suite --steps 1000000 --seeds 0 1 2
     python -m benchmarks.popgym_suite --prev-action-reward             # observation + previous action and reward
+    python -m benchmarks.popgym_suite --previous-action                # POPGym's protocol: + previous action
     python -m benchmarks.popgym_suite --tasks RepeatPreviousEasy --steps 2048 --name popgym_smoke
     python -m benchmarks.popgym_suite --table-only                      # what is cached, nothing trained
 
@@ -13,7 +14,9 @@ gymnasium's flatten, i.e. one-hot Discrete / MultiDiscrete parts, Tuple parts co
 needed for Autoencode (Tuple observation) and for CountRecall and Concentration (MultiDiscrete observation, with
 which sb3-contrib 2.9.2's RecurrentPPO fails to construct: torch rejects the numpy-integer LSTM input size); it
 is applied to every task so that all use one encoding. ``--prev-action-reward`` appends the previous action
-(flattened, one-hot if discrete) and reward (``harness.PreviousActionReward``).
+(flattened, one-hot if discrete) and reward (``harness.PreviousActionReward``). ``--previous-action`` gives every
+algorithm the observation of the POPGym paper's experiments instead: the previous action and a first-step flag, by
+POPGym's own wrappers (``harness.popgym_previous_action``), before ``float_box``.
 
 Score: POPGym scales each task's rewards so that an episode's return lies in [-1, 1] (e.g. +-1/(cards) per answer
 in RepeatPrevious, 1/max_episode_length per step in the CartPoles); the table reports that return, mean over
@@ -224,12 +227,18 @@ def plot_suite(results: list[dict], tasks: list[str], algorithms: list[str], pat
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", default=None, help="benchmark name (default popgym_easy[_prev_action_reward])")
+    parser.add_argument(
+        "--name", default=None, help="benchmark name (default popgym_easy[_prev_action_reward | _previous_action])"
+    )
     parser.add_argument("--tasks", nargs="+", default=None, help="e.g. RepeatPreviousEasy (default: all Easy)")
     parser.add_argument("--algorithms", nargs="+", default=DEFAULT_ALGORITHMS, choices=list(harness.ALGORITHMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=500_000, help="training budget per job (all algorithms)")
-    parser.add_argument("--prev-action-reward", action="store_true", help="add previous action and reward")
+    observation = parser.add_mutually_exclusive_group()
+    observation.add_argument("--prev-action-reward", action="store_true", help="add previous action and reward")
+    observation.add_argument(
+        "--previous-action", action="store_true", help="POPGym's protocol: add previous action and first-step flag"
+    )
     parser.add_argument(
         "--hyperparams", type=json.loads, default={}, help="JSON dict {algorithm: {argument: value}} on the presets"
     )
@@ -244,8 +253,13 @@ def main(argv: list[str] | None = None) -> None:
     harness.apply_revision(args)
 
     tasks = args.tasks or easy_tasks()
-    wrappers = ["float_box"] + (["prev_action_reward"] if args.prev_action_reward else [])
-    name = args.name or ("popgym_easy_prev_action_reward" if args.prev_action_reward else "popgym_easy")
+    if args.previous_action:
+        wrappers, default_name = ["popgym_previous_action", "float_box"], "popgym_easy_previous_action"
+    elif args.prev_action_reward:
+        wrappers, default_name = ["float_box", "prev_action_reward"], "popgym_easy_prev_action_reward"
+    else:
+        wrappers, default_name = ["float_box"], "popgym_easy"
+    name = args.name or default_name
     jobs = [
         popgym_job(algorithm, task, args.steps, seed, args.hyperparams.get(algorithm, {}), wrappers, args.eval_episodes)
         for task in tasks

@@ -319,6 +319,25 @@ def test_float_box_and_previous_action_reward():
     assert obs.dtype == np.float32 and env.observation_space.shape == (9,)
 
 
+def test_popgym_previous_action_inside_the_monitor():
+    """POPGym's protocol (its previous action and first-step flag, flattened): the Monitor around it still records
+    episodes, and the observation after a step carries that step's action one-hot."""
+    pytest.importorskip("popgym")
+    env = harness.make_env("popgym-MultiarmedBanditEasy-v0", 2, {}, ["popgym_previous_action", "float_box"], 0)
+    assert env.observation_space.shape == (2 + 10 + 2,)  # win/lose one-hot, previous arm one-hot, first-step flag
+    obs = env.reset()
+    np.testing.assert_array_equal(obs[:, 2:], np.tile([1] + [0] * 9 + [0, 1], (2, 1)))  # null action 0, first step
+    actions = np.array([3, 7])
+    obs, _, dones, infos = env.step(actions)
+    np.testing.assert_array_equal(obs[:, 2:12], np.eye(10)[actions])
+    np.testing.assert_array_equal(obs[:, 12:], [[1, 0], [1, 0]])
+    while not dones.any():
+        obs, _, dones, infos = env.step(actions)
+    assert "episode" in infos[int(np.argmax(dones))]
+    with pytest.raises(ValueError, match="must come first"):
+        harness.make_env("popgym-MultiarmedBanditEasy-v0", 1, {}, ["float_box", "popgym_previous_action"], 0)
+
+
 def test_popgym_suite_table_counts_leads_and_missing_seeds():
     from benchmarks import popgym_suite
 
