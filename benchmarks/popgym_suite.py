@@ -68,10 +68,25 @@ def popgym_job(
     )
 
 
+def observation(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The observation wrappers (the same for every algorithm) and the results name by default, from the flags
+    ``--previous-action`` (POPGym's protocol) and ``--prev-action-reward``: the env's observation alone otherwise."""
+    if args.previous_action:
+        return ["popgym_previous_action", "float_box"], "popgym_easy_previous_action"
+    if getattr(args, "prev_action_reward", False):
+        return ["float_box", "prev_action_reward"], "popgym_easy_prev_action_reward"
+    return ["float_box"], "popgym_easy"
+
+
 def add_cached_model_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     """The arguments of a probe of cached suite models on one task: ``--name``, ``--task``, ``--algorithms``,
     ``--seeds``, ``--steps``, ``--hyperparams`` (one PPOELMUR variant per JSON dict) and ``--ppo-elmur-revision``."""
-    parser.add_argument("--name", default="popgym_easy", help="harness results name the models were cached in")
+    parser.add_argument(
+        "--name", default=None, help="harness results name the models were cached in (default: as the suite's)"
+    )
+    parser.add_argument(
+        "--previous-action", action="store_true", help="the models trained under POPGym's protocol (--previous-action)"
+    )
     parser.add_argument("--task", default=task)
     parser.add_argument("--algorithms", nargs="+", default=["ppo_elmur"], choices=list(harness.ALGORITHMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -85,13 +100,15 @@ def add_cached_model_arguments(parser: argparse.ArgumentParser, task: str) -> No
 def cached_model_jobs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     """(label, job) of each model the arguments of :func:`add_cached_model_arguments` name: every algorithm, PPOELMUR
     variant and seed (whether cached or not)."""
+    wrappers, default_name = observation(args)
+    args.name = args.name or default_name
     jobs = []
     for algorithm in args.algorithms:
         for hyperparameters in args.hyperparams if algorithm.startswith("ppo_elmur") else [{}]:
             variant = json.dumps(hyperparameters.get("policy_kwargs", hyperparameters)) if hyperparameters else ""
             for seed in args.seeds:
                 label = " ".join(part for part in (algorithm, variant, f"s{seed}") if part)
-                jobs.append((label, popgym_job(algorithm, args.task, args.steps, seed, hyperparameters)))
+                jobs.append((label, popgym_job(algorithm, args.task, args.steps, seed, hyperparameters, wrappers)))
     return jobs
 
 
@@ -253,12 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     harness.apply_revision(args)
 
     tasks = args.tasks or easy_tasks()
-    if args.previous_action:
-        wrappers, default_name = ["popgym_previous_action", "float_box"], "popgym_easy_previous_action"
-    elif args.prev_action_reward:
-        wrappers, default_name = ["float_box", "prev_action_reward"], "popgym_easy_prev_action_reward"
-    else:
-        wrappers, default_name = ["float_box"], "popgym_easy"
+    wrappers, default_name = observation(args)
     name = args.name or default_name
     jobs = [
         popgym_job(algorithm, task, args.steps, seed, args.hyperparams.get(algorithm, {}), wrappers, args.eval_episodes)
