@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algorithms", nargs="+", default=DEFAULT_ALGORITHMS, choices=list(harness.ALGORITHMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=500_000, help="training budget per job (all algorithms)")
-    observation = parser.add_mutually_exclusive_group()
-    observation.add_argument("--prev-action-reward", action="store_true", help="add previous action and reward")
-    observation.add_argument(
+    flags = parser.add_mutually_exclusive_group()
+    flags.add_argument("--prev-action-reward", action="store_true", help="add previous action and reward")
+    flags.add_argument(
         "--previous-action", action="store_true", help="POPGym's protocol: add previous action and first-step flag"
     )
     parser.add_argument(

@@ -338,6 +338,19 @@ def test_popgym_previous_action_inside_the_monitor():
         harness.make_env("popgym-MultiarmedBanditEasy-v0", 1, {}, ["float_box", "popgym_previous_action"], 0)
 
 
+@pytest.mark.parametrize(
+    "flag, wrappers",
+    [([], "float_box"), (["--previous-action"], "popgym_previous_action + float_box")],
+)
+def test_popgym_suite_reprints_an_empty_cache(tmp_path, capsys, flag: list[str], wrappers: str):
+    from benchmarks import popgym_suite
+
+    popgym_suite.main([*flag, "--table-only", "--tasks", "BattleshipEasy", "--results", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert f"Observation wrappers (all algorithms): {wrappers}." in printed
+    assert "| BattleshipEasy | - | - | - | - |" in printed
+
+
 def test_popgym_suite_table_counts_leads_and_missing_seeds():
     from benchmarks import popgym_suite
 
