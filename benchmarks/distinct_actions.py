@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     harness.apply_revision(args)
 
     rows = []
-    for label, job in popgym_suite.cached_model_jobs(args):
-        counts = count(job, args.name, args.episodes)
+    name, jobs = popgym_suite.cached_model_jobs(args)
+    for label, job in jobs:
+        counts = count(job, name, args.episodes)
         if counts is None:
             print(f"{label}: neither its counts nor its model are on disk, skipped")
             continue

@@ -97,11 +97,10 @@ def add_cached_model_arguments(parser: argparse.ArgumentParser, task: str) -> No
     harness.add_revision_argument(parser)
 
 
-def cached_model_jobs(args: argparse.Namespace) -> list[tuple[str, dict]]:
-    """(label, job) of each model the arguments of :func:`add_cached_model_arguments` name: every algorithm, PPOELMUR
-    variant and seed (whether cached or not)."""
+def cached_model_jobs(args: argparse.Namespace) -> tuple[str, list[tuple[str, dict]]]:
+    """The results name the models are cached in, and (label, job) of each model the arguments of
+    :func:`add_cached_model_arguments` name: every algorithm, PPOELMUR variant and seed (whether cached or not)."""
     wrappers, default_name = observation(args)
-    args.name = args.name or default_name
     jobs = []
     for algorithm in args.algorithms:
         for hyperparameters in args.hyperparams if algorithm.startswith("ppo_elmur") else [{}]:
@@ -109,7 +108,7 @@ def cached_model_jobs(args: argparse.Namespace) -> list[tuple[str, dict]]:
             for seed in args.seeds:
                 label = " ".join(part for part in (algorithm, variant, f"s{seed}") if part)
                 jobs.append((label, popgym_job(algorithm, args.task, args.steps, seed, hyperparameters, wrappers)))
-    return jobs
+    return args.name or default_name, jobs
 
 
 SCORES = {

@@ -67,11 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     harness.apply_revision(args)
 
     rows, by_segment = [], []
-    for label, job in popgym_suite.cached_model_jobs(args):
-        if harness.cached_result(job, args.name) is None:
+    name, jobs = popgym_suite.cached_model_jobs(args)
+    for label, job in jobs:
+        if harness.cached_result(job, name) is None:
             print(f"{label}: not in the cache, skipped")
             continue
-        model = harness.load_model(job, args.name, device="cpu")
+        model = harness.load_model(job, name, device="cpu")
         env = harness.evaluation_env(job)
         right, answers = right_by_step(model, env, args.episodes)
         env.close()
