@@ -13,7 +13,9 @@ the answers by where that card lies: in the answer's own segment of ``segment_le
 where only the memory (or attention to the previous segment) can carry it. For CountRecallEasy the first table adds
 what a policy without memory that knows the episode step reaches: from the step and the card in view, the most
 likely count of the queried colour (a hypergeometric mode), the bar for a policy that counts.
-Trains nothing: the jobs must be in the cache (``python -m benchmarks.popgym_suite ...``).
+Trains nothing: the jobs must be in the cache (``python -m benchmarks.popgym_suite ...``). The counts of each model
+are cached too (``<name>/recall_by_position/``), so the tables reprint where the model zips are gone (they are not
+committed); a model with neither is skipped, with a line that says so.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from math import comb
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +45,29 @@ def right_by_step(model, env, episodes: int) -> tuple[np.ndarray, np.ndarray]:
         finished += int(episode_start.sum())
     steps = range(max(answers) + 1)
     return np.array([right[t] for t in steps]), np.array([answers[t] for t in steps])
+
+
+def counts(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) -> dict | None:
+    """Right answers and answers at each episode step of the job's cached model (:func:`right_by_step`, cached JSON),
+    with the model's ``segment_len`` (None but for PPOELMUR); None if neither the counts nor the model are on disk."""
+    path = results / name / "recall_by_position" / f"{harness.job_stem(job)}__e{episodes}.json"
+    _, model_path = harness.job_paths(job, name, results)
+    if not path.exists() and (not model_path.exists() or harness.cached_result(job, name, results) is None):
+        return None
+
+    def compute() -> dict:
+        import torch
+
+        torch.set_num_threads(1)
+        model = harness.load_model(job, name, results, device="cpu")
+        env = harness.evaluation_env(job)
+        right, answers = right_by_step(model, env, episodes)
+        env.close()
+        config = getattr(model.policy, "config", None)
+        segment_len = config.segment_len if config is not None else None
+        return dict(job=job, episodes=episodes, right=right.tolist(), answers=answers.tolist(), segment_len=segment_len)
+
+    return harness.cached(path, compute)
 
 
 def count_recall_timer_bound(steps: int, deck: int = 52) -> np.ndarray:
@@ -69,16 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     rows, by_segment = [], []
     name, jobs = popgym_suite.cached_model_jobs(args)
     for label, job in jobs:
-        if harness.cached_result(job, name) is None:
-            print(f"{label}: not in the cache, skipped")
+        found = counts(job, name, args.episodes)
+        if found is None:
+            print(f"{label}: neither its counts nor its model are on disk, skipped")
             continue
-        model = harness.load_model(job, name, device="cpu")
-        env = harness.evaluation_env(job)
-        right, answers = right_by_step(model, env, args.episodes)
-        env.close()
+        right, answers = np.array(found["right"]), np.array(found["answers"])
         rows.append((label, right / answers))
-        if args.lag is not None and job["algorithm"].startswith("ppo_elmur"):
-            L, t = model.policy.config.segment_len, np.arange(len(right))
+        if args.lag is not None and found["segment_len"] is not None:
+            L, t = found["segment_len"], np.arange(len(right))
             same = (t - args.lag) // L == t // L
             scored = t >= args.lag
             shares = [right[scored & s].sum() / answers[scored & s].sum() for s in (same, ~same)]

@@ -417,6 +417,20 @@ def test_popgym_suite_seed_rule_asks_more_seeds_where_the_first_differ():
     }
 
 
+def test_recall_by_position_counts_are_cached_and_outlive_the_model(tiny_run, tmp_path):
+    job, _, results = tiny_run
+    name = "tiny"
+    cache = tmp_path / name
+    shutil.copytree(results / name, cache)
+    counts = recall_by_position.counts(job, name, 4, tmp_path)
+    assert counts is not None and counts["segment_len"] == 4
+    right, answers = np.array(counts["right"]), np.array(counts["answers"])
+    assert answers[0] >= 4 and (right <= answers).all()  # every episode started answers at step 0
+    harness.job_paths(job, name, tmp_path)[1].unlink()  # the model zip gone, as on a fresh checkout
+    assert recall_by_position.counts(job, name, 4, tmp_path) == counts
+    assert recall_by_position.counts(job, name, 8, tmp_path) is None  # other counts, and no model to make them
+
+
 def test_count_recall_timer_bound_is_the_hypergeometric_mode():
     bound = recall_by_position.count_recall_timer_bound(3)
     assert bound[0] == 1  # the one card dealt is the one in view
