@@ -262,6 +262,10 @@ def main() -> None:
             )
     if args.lengths or args.probe_corridor:
         models = saved_tmaze_models(jobs)
+        saved = {(variant, task, seed) for variant, task, seed, _ in models}
+        for variant, task, seed in jobs:
+            if "TMaze" in TASKS[task]["env_id"] and (variant, task, seed) not in saved:
+                print(f"{variant} {task} seed {seed}: model zip not on disk (zips are not committed), not probed")
         if args.lengths:
             print(zero_shot_table(models, args.lengths))
         if args.probe_corridor:
