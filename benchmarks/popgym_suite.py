@@ -16,7 +16,8 @@ which sb3-contrib 2.9.2's RecurrentPPO fails to construct: torch rejects the num
 is applied to every task so that all use one encoding. ``--prev-action-reward`` appends the previous action
 (flattened, one-hot if discrete) and reward (``harness.PreviousActionReward``). ``--previous-action`` gives every
 algorithm the observation of the POPGym paper's experiments instead: the previous action and a first-step flag, by
-POPGym's own wrappers (``harness.popgym_previous_action``), before ``float_box``.
+POPGym's own wrappers (``harness.popgym_previous_action``), before ``float_box``; its tables end with each
+algorithm's rows with the observation alone beside those under the protocol (:func:`protocol_table`).
 
 Score: POPGym scales each task's rewards so that an episode's return lies in [-1, 1] (e.g. +-1/(cards) per answer
 in RepeatPrevious, 1/max_episode_length per step in the CartPoles); the table reports that return, mean over
@@ -194,6 +195,36 @@ def suite_table(
     return "\n".join(lines)
 
 
+def protocol_table(alone: list[dict], protocol: list[dict], tasks: list[str], algorithms: list[str]) -> str:
+    """Per task and algorithm the mean normalised return over seeds with the observation alone and under POPGym's
+    protocol side by side: deterministic evaluation, then in brackets the sampled score (:data:`SCORES`), then the
+    number of seeds."""
+
+    def cell(results: list[dict], task: str, algorithm: str) -> str:
+        scores = {kind: task_returns(results, task, algorithm, kind) for kind in SCORES}
+        if not scores["eval"]:
+            return "-"
+        return " ".join(
+            [
+                f"{statistics.mean(scores['eval']):.3f}",
+                f"({statistics.mean(scores['train']):.3f})",
+                f"[{len(scores['eval'])}]",
+            ]
+        )
+
+    header = [f"{a}{suffix}" for a in algorithms for suffix in ("", ", POPGym's protocol")]
+    lines = [
+        "The observation alone against POPGym's protocol (the previous action): deterministic (sampled) [seeds].",
+        "",
+        "| task | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
+    ]
+    for task in tasks:
+        cells = [cell(results, task, a) for a in algorithms for results in (alone, protocol)]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 ALWAYS_SEEDED = ("AutoencodeEasy", "RepeatPreviousEasy", "CountRecallEasy")  # the tasks with reference levels
 
 
@@ -294,6 +325,14 @@ def main(argv: list[str] | None = None) -> None:
         if missing:
             cells = ", ".join(f"{t.removesuffix('Easy')} ({', '.join(map(str, s))})" for t, s in missing.items())
             print(f"- {algorithm}: {cells}")
+    if args.previous_action and name == default_name:  # beside the same jobs with the observation alone
+        alone_wrappers, alone_name = observation(argparse.Namespace(previous_action=False))
+        alone = [
+            r
+            for job in jobs
+            if (r := harness.cached_result({**job, "wrappers": alone_wrappers}, alone_name, args.results)) is not None
+        ]
+        print(protocol_table(alone, results, tasks, args.algorithms), end="\n\n")
     harness.print_in_progress(name, args.results)
     print()
     try:

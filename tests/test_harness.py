@@ -378,6 +378,26 @@ def test_popgym_suite_table_counts_leads_and_missing_seeds():
     assert "| AEasy | 0.500 (2) | 0.100 (1) | +0.400 |" in training and "sampled actions" in training
 
 
+def test_popgym_protocol_table_sets_each_algorithm_beside_itself_under_the_protocol():
+    from benchmarks import popgym_suite
+
+    def result(task, algorithm, seed, score):  # training ended at score - 0.1 (sampled actions)
+        curve = [dict(steps=1, mean_return=score - 0.1)]
+        return dict(
+            job=dict(env_id=f"popgym-{task}-v0", algorithm=algorithm, seed=seed), mean_return=score, curve=curve
+        )
+
+    alone = [result("AEasy", "ppo_elmur", 0, 0.2), result("AEasy", "recurrent_ppo", 0, 0.3)]
+    protocol = [result("AEasy", "ppo_elmur", 0, 0.6), result("AEasy", "ppo_elmur", 1, 0.8)]
+    table = popgym_suite.protocol_table(alone, protocol, ["AEasy", "BEasy"], ["ppo_elmur", "recurrent_ppo"])
+    assert (
+        "| task | ppo_elmur | ppo_elmur, POPGym's protocol | recurrent_ppo | recurrent_ppo, POPGym's protocol |"
+        in table
+    )
+    assert "| AEasy | 0.200 (0.100) [1] | 0.700 (0.600) [2] | 0.300 (0.200) [1] | - |" in table
+    assert "| BEasy | - | - | - | - |" in table
+
+
 def test_only_the_whole_popgym_suite_draws_its_plot():
     pytest.importorskip("popgym")
     from benchmarks import popgym_suite
