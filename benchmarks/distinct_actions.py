@@ -49,10 +49,6 @@ def repeated_steps(actions: list[tuple]) -> int:
 def count(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) -> dict | None:
     """Distinct actions per episode of the job's cached model, deterministic and sampled (cached JSON); None if
     neither the counts nor the model zip are on disk."""
-    path = results / name / "distinct_actions" / f"{harness.job_stem(job)}__e{episodes}.json"
-    _, model_path = harness.job_paths(job, name, results)
-    if not path.exists() and (not model_path.exists() or harness.cached_result(job, name, results) is None):
-        return None
 
     def compute() -> dict:
         import torch
@@ -73,10 +69,11 @@ def count(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) 
             )
         return out
 
-    counts = harness.cached(path, compute)
-    if "repeats" not in counts["deterministic"] and model_path.exists():  # counted before repeats were
-        counts = compute()
-        harness.write_json(path, counts)
+    counts = harness.cached_probe(job, name, "distinct_actions", episodes, compute, results)
+    model_path = harness.job_paths(job, name, results)[1]
+    if counts is not None and "repeats" not in counts["deterministic"] and model_path.exists():  # counted before
+        counts = compute()  # repeats were
+        harness.write_json(harness.probe_path(job, name, "distinct_actions", episodes, results), counts)
     return counts
 
 

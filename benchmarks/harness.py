@@ -767,6 +767,25 @@ def cached(path: Path, compute: Callable[[], Any]) -> Any:
     return result
 
 
+def probe_path(job: dict[str, Any], name: str, probe: str, episodes: int, results: Path = RESULTS) -> Path:
+    """Where :func:`cached_probe` keeps a probe's measure of the job's model over ``episodes`` episodes."""
+    return results / name / probe / f"{job_stem(job)}__e{episodes}.json"
+
+
+def cached_probe(
+    job: dict[str, Any], name: str, probe: str, episodes: int, compute: Callable[[], Any], results: Path = RESULTS
+) -> Any:
+    """What the probe ``probe`` measured of a finished job's model in ``episodes`` episodes, cached as
+    ``<name>/<probe>/<job stem>__e<episodes>.json``: the JSON if there, else ``compute()`` (written there) if the job's
+    result and model zip are on disk, else None (model zips are not committed, the probes' JSONs are)."""
+    path = probe_path(job, name, probe, episodes, results)
+    if not path.exists() and (
+        not job_paths(job, name, results)[1].exists() or cached_result(job, name, results) is None
+    ):
+        return None
+    return cached(path, compute)
+
+
 def _flat(configuration: dict[str, Any]) -> dict[str, Any]:
     """A configuration with its policy arguments as ``policy_kwargs.<name>`` settings beside the others."""
     policy = {f"policy_kwargs.{k}": v for k, v in configuration["policy_kwargs"].items()}

@@ -50,10 +50,6 @@ def right_by_step(model, env, episodes: int) -> tuple[np.ndarray, np.ndarray]:
 def counts(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) -> dict | None:
     """Right answers and answers at each episode step of the job's cached model (:func:`right_by_step`, cached JSON),
     with the model's ``segment_len`` (None but for PPOELMUR); None if neither the counts nor the model are on disk."""
-    path = results / name / "recall_by_position" / f"{harness.job_stem(job)}__e{episodes}.json"
-    _, model_path = harness.job_paths(job, name, results)
-    if not path.exists() and (not model_path.exists() or harness.cached_result(job, name, results) is None):
-        return None
 
     def compute() -> dict:
         import torch
@@ -67,7 +63,7 @@ def counts(job: dict, name: str, episodes: int, results: Path = harness.RESULTS)
         segment_len = config.segment_len if config is not None else None
         return dict(job=job, episodes=episodes, right=right.tolist(), answers=answers.tolist(), segment_len=segment_len)
 
-    return harness.cached(path, compute)
+    return harness.cached_probe(job, name, "recall_by_position", episodes, compute, results)
 
 
 def count_recall_timer_bound(steps: int, deck: int = 52) -> np.ndarray:
