@@ -697,6 +697,8 @@ def run_job(
     env = training_env(job, job["n_envs"], hyperparameters)
     wall_before, resumed_at, curve = 0.0, [], []
     compiled = dict(compile_update=True, compile_acting=True) if compile and library == "ppo_elmur" else {}
+    if compiled:  # the compiled code of an earlier job in this process (another model, other shapes) is of no use
+        torch.compiler.reset()  # here, and it counts towards torch.compile's limit of recompilations per function
     if model_path is not None and (resumed := load_checkpoint(job, model_path, env, compiled)) is not None:
         model, env, progress = resumed
         wall_before, curve = progress["wall_s"], progress["curve"]
