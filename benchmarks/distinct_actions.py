@@ -71,8 +71,8 @@ def count(job: dict, name: str, episodes: int, results: Path = harness.RESULTS) 
 
     counts = harness.cached_probe(job, name, "distinct_actions", episodes, compute, results)
     model_path = harness.job_paths(job, name, results)[1]
-    if counts is not None and "repeats" not in counts["deterministic"] and model_path.exists():  # counted before
-        counts = compute()  # repeats were
+    if counts is not None and "repeats" not in counts["deterministic"] and model_path.exists():
+        counts = compute()  # counted before repeats were: count again
         harness.write_json(harness.probe_path(job, name, "distinct_actions", episodes, results), counts)
     return counts
 

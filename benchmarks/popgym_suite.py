@@ -69,6 +69,9 @@ def popgym_job(
     )
 
 
+OBSERVATION_ALONE = (["float_box"], "popgym_easy")  # the suite's observation (wrappers) and results name by default
+
+
 def observation(args: argparse.Namespace) -> tuple[list[str], str]:
     """The observation wrappers (the same for every algorithm) and the results name by default, from the flags
     ``--previous-action`` (POPGym's protocol) and ``--prev-action-reward``: the env's observation alone otherwise."""
@@ -76,7 +79,7 @@ def observation(args: argparse.Namespace) -> tuple[list[str], str]:
         return ["popgym_previous_action", "float_box"], "popgym_easy_previous_action"
     if getattr(args, "prev_action_reward", False):
         return ["float_box", "prev_action_reward"], "popgym_easy_prev_action_reward"
-    return ["float_box"], "popgym_easy"
+    return OBSERVATION_ALONE
 
 
 def add_cached_model_arguments(parser: argparse.ArgumentParser, task: str) -> None:
@@ -204,13 +207,7 @@ def protocol_table(alone: list[dict], protocol: list[dict], tasks: list[str], al
         scores = {kind: task_returns(results, task, algorithm, kind) for kind in SCORES}
         if not scores["eval"]:
             return "-"
-        return " ".join(
-            [
-                f"{statistics.mean(scores['eval']):.3f}",
-                f"({statistics.mean(scores['train']):.3f})",
-                f"[{len(scores['eval'])}]",
-            ]
-        )
+        return f"{statistics.mean(scores['eval']):.3f} ({statistics.mean(scores['train']):.3f}) [{len(scores['eval'])}]"
 
     header = [f"{a}{suffix}" for a in algorithms for suffix in ("", ", POPGym's protocol")]
     lines = [
@@ -326,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
             cells = ", ".join(f"{t.removesuffix('Easy')} ({', '.join(map(str, s))})" for t, s in missing.items())
             print(f"- {algorithm}: {cells}")
     if args.previous_action and name == default_name:  # beside the same jobs with the observation alone
-        alone_wrappers, alone_name = observation(argparse.Namespace(previous_action=False))
+        alone_wrappers, alone_name = OBSERVATION_ALONE
         alone = [
             r
             for job in jobs
