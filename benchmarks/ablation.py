@@ -75,6 +75,8 @@ VARIANTS: dict[str, dict] = {
     "attention_segments_2": {"policy_kwargs": {"attention_segments": 2}},
     "recency_bias": {"policy_kwargs": {"recency_bias": True}},
     "attention_segments_2_recency_bias": {"policy_kwargs": {"attention_segments": 2, "recency_bias": True}},
+    # the gradient through the memory reaches back 8 segments instead of 4
+    "sequence_segments_8": {"sequence_segments": 8},
     "m4_constant_lr": M4_CONSTANT_LR,
     "m4_constant_lr_reconstruction": {
         **M4_CONSTANT_LR,
